@@ -1,0 +1,65 @@
+# peapod: see README.md. Targets install what they need on Debian 12 (as root).
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/peapod
+KUBE_VERSION := v1.32.13
+LDFLAGS := -s -w \
+	-X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION)+peapod \
+	-X k8s.io/component-base/version.gitMajor=1 \
+	-X k8s.io/component-base/version.gitMinor=32 \
+	-X k8s.io/component-base/version.gitTreeState=clean \
+	-X k8s.io/client-go/pkg/version.gitVersion=$(KUBE_VERSION)+peapod \
+	-X k8s.io/client-go/pkg/version.gitMajor=1 \
+	-X k8s.io/client-go/pkg/version.gitMinor=32
+TEST_TIMEOUT ?= 40m
+FUZZTIME ?= 10s
+
+.PHONY: all build up test test-unit test-e2e fuzz bench lint deps clean generate check-generated
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/peapod
+
+# deps installs the system tools the tests use when missing (kubectl v1.32 is
+# expected at /usr/bin/kubectl; the real binary, not ours, drives the e2e tests).
+deps:
+	@command -v kubectl >/dev/null || { echo "kubectl (v1.32) is required at /usr/bin/kubectl"; exit 1; }
+
+up: build
+	mkdir -p /var/lib/peapod
+	@echo "admin kubeconfig: /var/lib/peapod/admin.kubeconfig  (try: $(BIN) kubectl get ns)"
+	./$(BIN) server --disable-agent
+
+# test runs unit, integration and end-to-end tests, then the fuzz targets briefly.
+test: build deps
+	PEAPOD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... 2>&1 | tee /tmp/peapod-test.log; exit $${PIPESTATUS[0]}
+	$(MAKE) fuzz
+
+# generate regenerates internal/apiserver/openapi (OpenAPI definitions of the served
+# types only) with k8s.io/kube-openapi's openapi-gen; see hack/update-openapi.sh.
+generate:
+	./hack/update-openapi.sh
+
+# check-generated regenerates into a temporary directory and fails when the checked-in
+# internal/apiserver/openapi/zz_generated.openapi.go differs (run `make generate`).
+check-generated:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	./hack/update-openapi.sh "$$tmp" || exit 1; \
+	if ! diff -u internal/apiserver/openapi/zz_generated.openapi.go "$$tmp/zz_generated.openapi.go" >"$$tmp/diff"; then \
+		head -n 60 "$$tmp/diff"; echo "internal/apiserver/openapi is stale: run make generate"; exit 1; \
+	fi
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeObject -fuzztime $(FUZZTIME) ./internal/apiserver/
+
+bench: build
+	./$(BIN) bench api
+	./hack/bench-upstream.sh
+
+lint:
+	$(GO) vet ./...
+	GOSUMDB=off GOFLAGS=-mod=mod $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+clean:
+	rm -rf bin

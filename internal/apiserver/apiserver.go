@@ -1,0 +1,208 @@
+// Package apiserver owns the Kubernetes API: it builds upstream's kube-apiserver
+// (k8s.io/kubernetes v1.32) in-process, trimmed to the API groups peapod serves,
+// over an etcd v3 endpoint (in the default setup, peapod's embedded store served by
+// package storage/etcdserver on a unix socket).
+//
+// Using upstream's handlers, registry strategies, validation, defaulting, printers
+// and watch cache is what makes real kubectl and client-go work unchanged: every
+// message, column and status code is upstream's own. What this package decides is
+// which parts run (API groups, admission plugins, authentication) and how they are
+// configured; see docs/ARCHITECTURE.md.
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apiserver/pkg/endpoints/filters"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/apiserver/pkg/util/notfoundhandler"
+	"k8s.io/client-go/rest"
+	"k8s.io/component-base/featuregate"
+	utilversion "k8s.io/component-base/version"
+	"k8s.io/klog/v2"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	kubeapiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+	"k8s.io/kubernetes/pkg/api/legacyscheme"
+	"k8s.io/kubernetes/pkg/controlplane"
+	controlplaneapiserver "k8s.io/kubernetes/pkg/controlplane/apiserver"
+
+	"github.com/peapod-dev/peapod/internal/certs"
+	generatedopenapi "k8s.io/kubernetes/pkg/generated/openapi"
+)
+
+// Config is what peapod decides about the API server.
+type Config struct {
+	// BindAddress and Port are where the HTTPS API listens.
+	BindAddress string
+	Port        int
+	// AdvertiseAddress is the address published in the kubernetes Service's
+	// Endpoints; empty picks the machine's default address as upstream does.
+	AdvertiseAddress string
+	// EtcdServers are etcd v3 endpoints (unix:///path or https://host:port).
+	EtcdServers []string
+	// ServiceCIDR is the range ClusterIPs are allocated from; its first address
+	// is the kubernetes Service.
+	ServiceCIDR string
+	// NodePortRange is where NodePorts are allocated from, e.g. "30000-32767".
+	NodePortRange string
+	// Certs locates the CA, serving certificate and service-account keys.
+	Certs certs.Paths
+	// StateDir receives generated configuration files.
+	StateDir string
+}
+
+// Server is a built, not yet running, API server.
+type Server struct {
+	run      func(context.Context) error
+	loopback *rest.Config
+}
+
+// LoopbackConfig is a client configuration that reaches this server in-process
+// with full rights; controllers wired in by the composition root use it.
+func (s *Server) LoopbackConfig() *rest.Config { return rest.CopyConfig(s.loopback) }
+
+// Run serves until ctx is cancelled, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error { return s.run(ctx) }
+
+// groups are the API group versions peapod serves; everything else is off.
+var groups = []string{
+	"api/v1",
+	"apps/v1",
+	"batch/v1",
+	"autoscaling/v1",
+	"autoscaling/v2",
+	"discovery.k8s.io/v1",
+	"coordination.k8s.io/v1",
+	"events.k8s.io/v1",
+	"node.k8s.io/v1",
+	"policy/v1",
+	"authentication.k8s.io/v1",
+	"authorization.k8s.io/v1",
+}
+
+// disabledAdmission are upstream's default-on admission plugins that need an API
+// group peapod does not serve (webhooks, storage classes, priority classes,
+// certificates, ingress classes).
+var disabledAdmission = []string{
+	"Priority", "DefaultStorageClass", "StorageObjectInUseProtection", "PersistentVolumeClaimResize",
+	"CertificateApproval", "CertificateSigning", "ClusterTrustBundleAttest", "CertificateSubjectRestriction",
+	"DefaultIngressClass", "MutatingAdmissionWebhook", "ValidatingAdmissionWebhook", "ValidatingAdmissionPolicy",
+}
+
+// anonymousConfig lets unauthenticated clients reach only the health and version
+// endpoints, as upstream's default RBAC does; everything else answers 401.
+const anonymousConfig = `apiVersion: apiserver.config.k8s.io/v1beta1
+kind: AuthenticationConfiguration
+anonymous:
+  enabled: true
+  conditions:
+  - path: /healthz
+  - path: /livez
+  - path: /readyz
+  - path: /version
+`
+
+// args renders cfg as kube-apiserver flags.
+func (cfg Config) args(authnConfigPath string) []string {
+	a := []string{
+		"--bind-address=" + cfg.BindAddress,
+		"--secure-port=" + strconv.Itoa(cfg.Port),
+		"--etcd-servers=" + strings.Join(cfg.EtcdServers, ","),
+		"--storage-backend=etcd3",
+		"--service-cluster-ip-range=" + cfg.ServiceCIDR,
+		"--service-node-port-range=" + cfg.NodePortRange,
+		"--tls-cert-file=" + cfg.Certs.ServingCert(),
+		"--tls-private-key-file=" + cfg.Certs.ServingKey(),
+		"--client-ca-file=" + cfg.Certs.CACert(),
+		"--service-account-key-file=" + cfg.Certs.ServiceAccountPub(),
+		"--service-account-signing-key-file=" + cfg.Certs.ServiceAccountKey(),
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--api-audiences=https://kubernetes.default.svc.cluster.local",
+		"--authentication-config=" + authnConfigPath,
+		"--authorization-mode=AlwaysAllow",
+		"--enable-priority-and-fairness=false",
+		"--runtime-config=api/all=false," + strings.Join(withTrue(groups), ","),
+		"--disable-admission-plugins=" + strings.Join(disabledAdmission, ","),
+		"--allow-privileged=true",
+		"--profiling=" + strconv.FormatBool(os.Getenv("PEAPOD_PROFILING") != ""),
+		"--endpoint-reconciler-type=lease",
+	}
+	if cfg.AdvertiseAddress != "" {
+		a = append(a, "--advertise-address="+cfg.AdvertiseAddress)
+	}
+	return a
+}
+
+func withTrue(gvs []string) []string {
+	out := make([]string, len(gvs))
+	for i, gv := range gvs {
+		out[i] = gv + "=true"
+	}
+	return out
+}
+
+// New builds the API server from cfg. It opens the listener (so a port clash
+// fails here) but serves nothing until Run.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	klog.SetSlogLogger(log.With("component", "kube-apiserver"))
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+
+	authn := filepath.Join(cfg.StateDir, "authentication-config.yaml")
+	if err := certs.WriteFileAtomic(authn, []byte(anonymousConfig), 0o600); err != nil {
+		return nil, err
+	}
+
+	_, _ = featuregate.DefaultComponentGlobalsRegistry.ComponentGlobalsOrRegister(
+		featuregate.DefaultKubeComponent, utilversion.DefaultBuildEffectiveVersion(), utilfeature.DefaultMutableFeatureGate)
+	opts := options.NewServerRunOptions()
+	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
+	for _, f := range opts.Flags().FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(cfg.args(authn)); err != nil {
+		return nil, fmt.Errorf("api server flags: %w", err)
+	}
+	if err := featuregate.DefaultComponentGlobalsRegistry.Set(); err != nil {
+		return nil, fmt.Errorf("feature gates: %w", err)
+	}
+	completed, err := opts.Complete(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("api server options: %w", err)
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return nil, fmt.Errorf("api server options: %w", errors.Join(errs...))
+	}
+
+	genericConfig, informers, storageFactory, err := controlplaneapiserver.BuildGenericConfig(
+		completed.CompletedOptions,
+		[]*runtime.Scheme{legacyscheme.Scheme},
+		controlplane.DefaultAPIResourceConfigSource(),
+		generatedopenapi.GetOpenAPIDefinitions,
+	)
+	if err != nil {
+		return nil, fmt.Errorf("api server config: %w", err)
+	}
+	kubeAPIs, _, _, err := kubeapiserver.CreateKubeAPIServerConfig(completed, genericConfig, informers, storageFactory)
+	if err != nil {
+		return nil, fmt.Errorf("api server config: %w", err)
+	}
+	notFound := notfoundhandler.New(kubeAPIs.ControlPlane.Generic.Serializer, filters.NoMuxAndDiscoveryIncompleteKey)
+	instance, err := kubeAPIs.Complete().New(genericapiserver.NewEmptyDelegateWithCustomHandler(notFound))
+	if err != nil {
+		return nil, fmt.Errorf("build api server: %w", err)
+	}
+	gs := instance.ControlPlane.GenericAPIServer
+	prepared := gs.PrepareRun()
+	return &Server{run: prepared.RunWithContext, loopback: kubeAPIs.ControlPlane.Generic.LoopbackClientConfig}, nil
+}

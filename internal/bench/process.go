@@ -1,0 +1,253 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// ProcMemory is a process's resident set size and its peak, in KiB, from
+// /proc/PID/status.
+type ProcMemory struct {
+	RSSKiB int64
+	HWMKiB int64
+}
+
+// ReadProcMemory reads pid's VmRSS and VmHWM.
+func ReadProcMemory(pid int) (ProcMemory, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return ProcMemory{}, err
+	}
+	return parseProcStatus(b)
+}
+
+func parseProcStatus(b []byte) (ProcMemory, error) {
+	var m ProcMemory
+	var found bool
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch key {
+		case "VmRSS":
+			dst, found = &m.RSSKiB, true
+		case "VmHWM":
+			dst = &m.HWMKiB
+		default:
+			continue
+		}
+		f := strings.Fields(val)
+		if len(f) != 2 || f[1] != "kB" {
+			return m, fmt.Errorf("unexpected /proc status line %q", sc.Text())
+		}
+		v, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return m, fmt.Errorf("unexpected /proc status line %q: %w", sc.Text(), err)
+		}
+		*dst = v
+	}
+	if !found {
+		return m, errors.New("no VmRSS in /proc status (a kernel thread or a zombie?)")
+	}
+	return m, nil
+}
+
+// hostInfo describes this machine.
+func hostInfo() Host {
+	h := Host{CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, GoClient: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				h.CPUModel = strings.Join(strings.Fields(v), " ")
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
+				if kib, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+					h.MemMiB = kib / 1024
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		h.Kernel = strings.TrimSpace(string(b))
+	}
+	return h
+}
+
+// ownServer is a `peapod server --disable-agent` the benchmark started in a
+// temporary data dir on a free loopback port.
+type ownServer struct {
+	cmd        *exec.Cmd
+	dir        string
+	kubeconfig string
+	logPath    string
+	logFile    *os.File
+	done       chan struct{}
+	waitErr    error
+}
+
+// startServer starts bin as a control-plane-only peapod server and waits
+// until its /readyz answers ok.
+func startServer(ctx context.Context, bin string, timeout time.Duration, progress io.Writer) (_ *ownServer, err error) {
+	dir, err := os.MkdirTemp("", "peapod-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	port, err := freeLoopbackPort()
+	if err != nil {
+		return nil, err
+	}
+	dataDir := filepath.Join(dir, "data")
+	s := &ownServer{
+		dir:        dir,
+		kubeconfig: filepath.Join(dataDir, "admin.kubeconfig"),
+		logPath:    filepath.Join(dir, "server.log"),
+		done:       make(chan struct{}),
+	}
+	if s.logFile, err = os.Create(s.logPath); err != nil {
+		return nil, err
+	}
+	s.cmd = exec.Command(bin, "server", "--disable-agent",
+		"--data-dir", dataDir,
+		"--https-listen-port", strconv.Itoa(port),
+		"--bind-address", "127.0.0.1")
+	s.cmd.Stdout = s.logFile
+	s.cmd.Stderr = s.logFile
+	// Should the benchmark die without stopping it, the server goes too.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	fmt.Fprintf(progress, "bench: starting %s server on 127.0.0.1:%d, data dir %s\n", bin, port, dataDir)
+	if err := s.cmd.Start(); err != nil {
+		_ = s.logFile.Close()
+		return nil, fmt.Errorf("start %s server: %w", bin, err)
+	}
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.done)
+	}()
+	defer func() {
+		if err != nil {
+			s.stop(false, io.Discard)
+		}
+	}()
+
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.done:
+			return nil, fmt.Errorf("server exited before it was ready (%v); its log ends:\n%s", s.waitErr, s.logTail(20))
+		case <-tick.C:
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("server not ready after %s; its log ends:\n%s", timeout, s.logTail(20))
+		}
+		if _, err := os.Stat(s.kubeconfig); err != nil {
+			continue
+		}
+		cfg, err := clientcmd.BuildConfigFromFlags("", s.kubeconfig)
+		if err != nil {
+			continue
+		}
+		c, err := newClientset(cfg, contentJSON)
+		if err != nil {
+			continue
+		}
+		probeCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err = waitReady(probeCtx, c, 1500*time.Millisecond)
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+	}
+}
+
+func (s *ownServer) pid() int { return s.cmd.Process.Pid }
+
+// stop sends the server SIGTERM, waits for it (SIGKILL after 30s) and removes
+// its temporary directory unless keep.
+func (s *ownServer) stop(keep bool, progress io.Writer) {
+	select {
+	case <-s.done:
+	default:
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			fmt.Fprintf(progress, "bench: server (pid %d) still running 30s after SIGTERM; killing it\n", s.pid())
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	}
+	_ = s.logFile.Close()
+	if keep {
+		fmt.Fprintf(progress, "bench: kept the server's directory %s\n", s.dir)
+		return
+	}
+	if err := os.RemoveAll(s.dir); err != nil {
+		fmt.Fprintf(progress, "bench: removing %s: %v\n", s.dir, err)
+	}
+}
+
+func (s *ownServer) logTail(lines int) string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	l := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// loadAverage is the 1, 5 and 15 minute load averages, or "" where unknown.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func freeLoopbackPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,88 @@
+// Package controllers runs the control-plane controllers that keep the API's
+// objects consistent, each a client of the API server like upstream's
+// kube-controller-manager: namespace deletion (deleting a namespace deletes its
+// contents, then the namespace), the default ServiceAccount in every namespace,
+// and the kube-root-ca.crt ConfigMap that pods' projected token volumes read.
+//
+// The controllers themselves are upstream's (k8s.io/kubernetes/pkg/controller);
+// this package chooses which run and wires them to one shared informer factory.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	"k8s.io/kubernetes/pkg/controller/certificates/rootcacertpublisher"
+	namespacecontroller "k8s.io/kubernetes/pkg/controller/namespace"
+	"k8s.io/kubernetes/pkg/controller/serviceaccount"
+)
+
+// Config wires the controllers to the API.
+type Config struct {
+	// Client reaches the API server with full rights.
+	Client *rest.Config
+	// RootCA is the cluster CA certificate (PEM) published to every namespace.
+	RootCA []byte
+	// Resync is the informers' resync period.
+	Resync time.Duration
+}
+
+// Run starts every controller and blocks until ctx is done and they have stopped.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	rc := rest.CopyConfig(cfg.Client)
+	// The namespace controller deletes many objects at once; like upstream it gets
+	// a generous client-side rate limit.
+	rc.QPS, rc.Burst = 1000, 2000
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("controllers client: %w", err)
+	}
+	md, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("controllers metadata client: %w", err)
+	}
+	if cfg.Resync == 0 {
+		cfg.Resync = 12 * time.Hour
+	}
+	f := informers.NewSharedInformerFactory(cs, cfg.Resync)
+
+	nsc := namespacecontroller.NewNamespaceController(ctx, cs, md,
+		cs.Discovery().ServerPreferredNamespacedResources,
+		f.Core().V1().Namespaces(), 5*time.Minute, v1.FinalizerKubernetes)
+	sac, err := serviceaccount.NewServiceAccountsController(
+		f.Core().V1().ServiceAccounts(), f.Core().V1().Namespaces(), cs,
+		serviceaccount.DefaultServiceAccountsControllerOptions())
+	if err != nil {
+		return fmt.Errorf("serviceaccounts controller: %w", err)
+	}
+	pub, err := rootcacertpublisher.NewPublisher(f.Core().V1().ConfigMaps(), f.Core().V1().Namespaces(), cs, cfg.RootCA)
+	if err != nil {
+		return fmt.Errorf("root CA publisher: %w", err)
+	}
+
+	f.Start(ctx.Done())
+	var wg sync.WaitGroup
+	for name, run := range map[string]func(context.Context, int){
+		"namespace":         nsc.Run,
+		"serviceaccount":    sac.Run,
+		"root-ca-publisher": pub.Run,
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			log.Debug("controller starting", "controller", name)
+			run(ctx, 2)
+		}()
+	}
+	wg.Wait()
+	f.Shutdown()
+	return nil
+}

@@ -1,0 +1,62 @@
+package internal_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/peapod-dev/peapod/"
+
+// allowed lists, for each package of ours, the packages of ours it may import.
+// The direction is one way: cli -> server (the composition root) -> components;
+// components never import each other except through the store seam.
+var allowed = map[string][]string{
+	"cmd/peapod":                   {"internal/cli"},
+	"internal/cli":                 {"internal/server", "internal/bench"},
+	"internal/server":              {"internal/apiserver", "internal/certs", "internal/controllers", "internal/storage", "internal/storage/bolt", "internal/storage/etcdserver"},
+	"internal/apiserver":           {"internal/apiserver/openapi", "internal/certs"},
+	"internal/apiserver/openapi":   {},
+	"internal/certs":               {},
+	"internal/controllers":         {},
+	"internal/bench":               {},
+	"internal/storage":             {},
+	"internal/storage/bolt":        {"internal/storage"},
+	"internal/storage/etcdserver":  {"internal/storage"},
+	"internal/storage/storagetest": {"internal/storage"},
+	"test/e2e":                     {},
+}
+
+// TestDependencyDirection checks mechanically that imports between our packages
+// follow docs/ARCHITECTURE.md.
+func TestDependencyDirection(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}|{{join .Imports ","}}|{{join .TestImports ","}}`, "../...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		parts := strings.SplitN(line, "|", 3)
+		pkg := strings.TrimPrefix(parts[0], module)
+		if pkg == "internal" {
+			continue
+		}
+		rules, known := allowed[pkg]
+		if !known {
+			t.Errorf("package %s is not in the dependency rules: add it here and to docs/ARCHITECTURE.md", pkg)
+			continue
+		}
+		for _, imp := range strings.Split(parts[1]+","+parts[2], ",") {
+			if !strings.HasPrefix(imp, module) {
+				continue
+			}
+			dep := strings.TrimPrefix(imp, module)
+			ok := dep == pkg
+			for _, a := range rules {
+				ok = ok || a == dep
+			}
+			if !ok {
+				t.Errorf("%s imports %s, which docs/ARCHITECTURE.md does not allow", pkg, dep)
+			}
+		}
+	}
+}

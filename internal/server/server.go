@@ -1,0 +1,227 @@
+// Package server is peapod's composition root for `peapod server`: it prepares the
+// data dir, opens the store, serves it as an etcd v3 endpoint on a unix socket,
+// builds the API server over it, starts the controllers, reports readiness and
+// shuts everything down in order. It wires components; it implements none.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+	netutils "k8s.io/utils/net"
+
+	"github.com/peapod-dev/peapod/internal/apiserver"
+	"github.com/peapod-dev/peapod/internal/certs"
+	"github.com/peapod-dev/peapod/internal/controllers"
+	"github.com/peapod-dev/peapod/internal/storage/bolt"
+	"github.com/peapod-dev/peapod/internal/storage/etcdserver"
+)
+
+const (
+	// DefaultDataDir is where a server keeps its state unless told otherwise.
+	DefaultDataDir = "/var/lib/peapod"
+	// AdminKubeconfigName is the admin kubeconfig's file name in the data dir.
+	AdminKubeconfigName = "admin.kubeconfig"
+)
+
+// Options are `peapod server`'s settings.
+type Options struct {
+	DataDir           string
+	HTTPSPort         int
+	BindAddress       string
+	DisableAgent      bool
+	DatastoreEndpoint string
+	Token             string
+	ClusterCIDR       string
+	ServiceCIDR       string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultOptions are upstream-like defaults (k3s' addresses).
+func DefaultOptions() Options {
+	return Options{
+		DataDir:     DefaultDataDir,
+		HTTPSPort:   6443,
+		BindAddress: "0.0.0.0",
+		ClusterCIDR: "10.42.0.0/16",
+		ServiceCIDR: "10.43.0.0/16",
+	}
+}
+
+func (o Options) validate() error {
+	if o.DatastoreEndpoint != "" {
+		if strings.HasPrefix(o.DatastoreEndpoint, "etcd://") {
+			return fmt.Errorf("--datastore-endpoint %q: the etcd backend is not available in this version of peapod yet; leave --datastore-endpoint empty for the embedded store", o.DatastoreEndpoint)
+		}
+		return fmt.Errorf("--datastore-endpoint %q: unsupported; leave it empty for the embedded store (etcd://host:port[,...] is reserved for the etcd backend)", o.DatastoreEndpoint)
+	}
+	if !o.DisableAgent {
+		return errors.New("the node agent is not available in this version of peapod yet; run `peapod server --disable-agent`")
+	}
+	if o.HTTPSPort <= 0 || o.HTTPSPort > 65535 {
+		return fmt.Errorf("--https-listen-port %d: must be between 1 and 65535", o.HTTPSPort)
+	}
+	if net.ParseIP(o.BindAddress) == nil {
+		return fmt.Errorf("--bind-address %q: not an IP address", o.BindAddress)
+	}
+	for flag, c := range map[string]string{"--cluster-cidr": o.ClusterCIDR, "--service-cidr": o.ServiceCIDR} {
+		if _, _, err := net.ParseCIDR(c); err != nil {
+			return fmt.Errorf("%s %q: %w", flag, c, err)
+		}
+	}
+	return nil
+}
+
+// Run runs the server until ctx is cancelled.
+func Run(ctx context.Context, o Options, log *slog.Logger) error {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	start := now()
+	if err := o.validate(); err != nil {
+		return err
+	}
+	dataDir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+
+	// Identity: CA, serving and admin certificates, join token, kubeconfig.
+	_, svcNet, _ := net.ParseCIDR(o.ServiceCIDR)
+	kubernetesIP, err := netutils.GetIndexedIP(svcNet, 1)
+	if err != nil {
+		return fmt.Errorf("--service-cidr: %w", err)
+	}
+	pki := certs.Paths{Dir: filepath.Join(dataDir, "tls")}
+	if err := certs.Ensure(pki, certs.DefaultServingSANs(kubernetesIP), now()); err != nil {
+		return err
+	}
+	if _, err := certs.EnsureToken(filepath.Join(dataDir, "token"), o.Token); err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(dataDir, AdminKubeconfigName)
+	if err := certs.WriteAdminKubeconfig(kubeconfig, "https://"+net.JoinHostPort(clientHost(o.BindAddress), strconv.Itoa(o.HTTPSPort)), pki); err != nil {
+		return err
+	}
+
+	// Store, served as etcd v3 on a unix socket only this process uses.
+	dbDir := filepath.Join(dataDir, "db")
+	if err := os.MkdirAll(dbDir, 0o700); err != nil {
+		return fmt.Errorf("create store dir: %w", err)
+	}
+	store, err := bolt.Open(filepath.Join(dbDir, "state.db"), log.With("component", "store"), bolt.Options{})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing store", "err", err)
+		}
+	}()
+	sock := filepath.Join(dbDir, "etcd.sock")
+	_ = os.Remove(sock)
+	lis, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	etcd := etcdserver.New(store, log.With("component", "etcd-api"))
+	storeCtx, stopStore := context.WithCancel(context.WithoutCancel(ctx))
+	var storeDone sync.WaitGroup
+	storeDone.Add(1)
+	go func() {
+		defer storeDone.Done()
+		if err := etcd.Serve(storeCtx, lis); err != nil {
+			log.Error("etcd api stopped", "err", err)
+		}
+	}()
+	// The API server must be gone before the store it writes to.
+	defer func() { stopStore(); storeDone.Wait() }()
+
+	apiCfg := apiserver.Config{
+		BindAddress:   o.BindAddress,
+		Port:          o.HTTPSPort,
+		EtcdServers:   []string{"unix://" + sock},
+		ServiceCIDR:   o.ServiceCIDR,
+		NodePortRange: "30000-32767",
+		Certs:         pki,
+		StateDir:      dataDir,
+	}
+	api, err := apiserver.New(ctx, apiCfg, log)
+	if err != nil {
+		return err
+	}
+	ca, err := os.ReadFile(pki.CACert())
+	if err != nil {
+		return fmt.Errorf("read CA: %w", err)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- api.Run(runCtx) }()
+	go func() {
+		if err := waitReady(runCtx, api.LoopbackConfig()); err != nil {
+			return
+		}
+		log.Info("peapod server ready", "startup", now().Sub(start).Round(time.Millisecond).String(),
+			"kubeconfig", kubeconfig, "api", "https://"+net.JoinHostPort(clientHost(o.BindAddress), strconv.Itoa(o.HTTPSPort)))
+		errc <- controllers.Run(runCtx, controllers.Config{Client: api.LoopbackConfig(), RootCA: ca}, log.With("component", "controllers"))
+	}()
+	err = <-errc
+	cancel()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("peapod server stopped")
+	return nil
+}
+
+// clientHost is the host a local client should dial for a server bound to bind.
+func clientHost(bind string) string {
+	ip := net.ParseIP(bind)
+	if ip == nil || ip.IsUnspecified() {
+		return "127.0.0.1"
+	}
+	return bind
+}
+
+// waitReady polls /readyz through the loopback client until it answers ok.
+func waitReady(ctx context.Context, cfg *rest.Config) error {
+	rt, err := rest.TransportFor(cfg)
+	if err != nil {
+		return err
+	}
+	c := &http.Client{Transport: rt, Timeout: 2 * time.Second}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(cfg.Host, "/")+"/readyz", nil)
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
