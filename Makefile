@@ -32,7 +32,7 @@ up: build
 	./$(BIN) server --disable-agent
 
 # test runs unit, integration and end-to-end tests, then the fuzz targets briefly.
-test: build deps
+test: check-generated build deps
 	PEAPOD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... 2>&1 | tee /tmp/peapod-test.log; exit $${PIPESTATUS[0]}
 	$(MAKE) fuzz
 

@@ -37,8 +37,8 @@ import (
 	"k8s.io/kubernetes/pkg/controlplane"
 	controlplaneapiserver "k8s.io/kubernetes/pkg/controlplane/apiserver"
 
+	"github.com/peapod-dev/peapod/internal/apiserver/openapi"
 	"github.com/peapod-dev/peapod/internal/certs"
-	generatedopenapi "k8s.io/kubernetes/pkg/generated/openapi"
 )
 
 // Config is what peapod decides about the API server.
@@ -87,15 +87,16 @@ var groups = []string{
 	"events.k8s.io/v1",
 	"node.k8s.io/v1",
 	"policy/v1",
+	"scheduling.k8s.io/v1",
 	"authentication.k8s.io/v1",
 	"authorization.k8s.io/v1",
 }
 
 // disabledAdmission are upstream's default-on admission plugins that need an API
-// group peapod does not serve (webhooks, storage classes, priority classes,
-// certificates, ingress classes).
+// group peapod does not serve (webhooks, storage classes, certificates, ingress
+// classes).
 var disabledAdmission = []string{
-	"Priority", "DefaultStorageClass", "StorageObjectInUseProtection", "PersistentVolumeClaimResize",
+	"DefaultStorageClass", "StorageObjectInUseProtection", "PersistentVolumeClaimResize",
 	"CertificateApproval", "CertificateSigning", "ClusterTrustBundleAttest", "CertificateSubjectRestriction",
 	"DefaultIngressClass", "MutatingAdmissionWebhook", "ValidatingAdmissionWebhook", "ValidatingAdmissionPolicy",
 }
@@ -188,7 +189,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		completed.CompletedOptions,
 		[]*runtime.Scheme{legacyscheme.Scheme},
 		controlplane.DefaultAPIResourceConfigSource(),
-		generatedopenapi.GetOpenAPIDefinitions,
+		openapi.GetOpenAPIDefinitions,
 	)
 	if err != nil {
 		return nil, fmt.Errorf("api server config: %w", err)
@@ -198,11 +199,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api server config: %w", err)
 	}
 	notFound := notfoundhandler.New(kubeAPIs.ControlPlane.Generic.Serializer, filters.NoMuxAndDiscoveryIncompleteKey)
-	instance, err := kubeAPIs.Complete().New(genericapiserver.NewEmptyDelegateWithCustomHandler(notFound))
+	instance, err := kubeAPIs.Complete().New(genericapiserver.NewEmptyDelegateWithCustomHandler(noCustomResources(notFound)))
 	if err != nil {
 		return nil, fmt.Errorf("build api server: %w", err)
 	}
 	gs := instance.ControlPlane.GenericAPIServer
+	if err := gs.AddPostStartHook("peapod-system-namespaces", createSystemNamespaces); err != nil {
+		return nil, fmt.Errorf("build api server: %w", err)
+	}
 	prepared := gs.PrepareRun()
 	return &Server{run: prepared.RunWithContext, loopback: kubeAPIs.ControlPlane.Generic.LoopbackClientConfig}, nil
 }
