@@ -21,12 +21,12 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/peapod
 
-# deps installs the system tools the tests use when missing (kubectl v1.32 is
-# expected at /usr/bin/kubectl; the real binary, not ours, drives the e2e tests).
+# deps installs the system packages the tests use when missing (hack/deb-packages.txt;
+# kubectl v1.32 is expected at /usr/bin/kubectl: the real binary drives the e2e tests).
 deps:
-	@command -v kubectl >/dev/null || { echo "kubectl (v1.32) is required at /usr/bin/kubectl"; exit 1; }
+	./hack/install-deps.sh
 
-up: build
+up: build deps
 	mkdir -p /var/lib/peapod
 	@echo "admin kubeconfig: /var/lib/peapod/admin.kubeconfig  (try: $(BIN) kubectl get ns)"
 	./$(BIN) server --disable-agent
