@@ -31,10 +31,9 @@ up: build deps
 	@echo "admin kubeconfig: /var/lib/peapod/admin.kubeconfig  (try: $(BIN) kubectl get ns)"
 	./$(BIN) server --disable-agent
 
-# test runs unit, integration and end-to-end tests, then the fuzz targets briefly.
-test: check-generated build deps
-	PEAPOD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... 2>&1 | tee /tmp/peapod-test.log; exit $${PIPESTATUS[0]}
-	$(MAKE) fuzz
+# test runs the fuzz targets briefly, then unit, integration and end-to-end tests.
+test: check-generated build deps fuzz
+	PEAPOD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # generate regenerates internal/apiserver/openapi (OpenAPI definitions of the served
 # types only) with k8s.io/kube-openapi's openapi-gen; see hack/update-openapi.sh.
@@ -52,6 +51,7 @@ check-generated:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeObject -fuzztime $(FUZZTIME) ./internal/apiserver/
+	$(GO) test -run '^$$' -fuzz FuzzPatch -fuzztime $(FUZZTIME) ./internal/apiserver/
 
 bench: build
 	./$(BIN) bench api

@@ -31,9 +31,11 @@ const (
 	// request plus gRPC overhead; objects are far smaller than this.
 	maxRecvMsgSize = 8 << 20
 	// stopGrace is how long Serve waits for in-flight calls on shutdown
-	// before closing the remaining ones (watch streams never end by
-	// themselves).
-	stopGrace = 1 * time.Second
+	// before closing the remaining ones. Watch streams never end by
+	// themselves, so every shutdown waits this long; the composition root
+	// stops this server only after the API server has drained its requests,
+	// so a short grace loses nothing.
+	stopGrace = 200 * time.Millisecond
 	// healthKey is written when serving starts, as kine does, so the
 	// revision is never 0. (The kube-apiserver's health check reads it.)
 	healthKey = "/registry/health"
