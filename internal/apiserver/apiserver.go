@@ -199,11 +199,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api server config: %w", err)
 	}
 	notFound := notfoundhandler.New(kubeAPIs.ControlPlane.Generic.Serializer, filters.NoMuxAndDiscoveryIncompleteKey)
-	instance, err := kubeAPIs.Complete().New(genericapiserver.NewEmptyDelegateWithCustomHandler(noCustomResources(notFound)))
+	gs, err := newInstance(kubeAPIs.Complete(), genericapiserver.NewEmptyDelegateWithCustomHandler(noCustomResources(notFound)))
 	if err != nil {
 		return nil, fmt.Errorf("build api server: %w", err)
 	}
-	gs := instance.ControlPlane.GenericAPIServer
 	if err := gs.AddPostStartHook("peapod-system-namespaces", createSystemNamespaces); err != nil {
 		return nil, fmt.Errorf("build api server: %w", err)
 	}
