@@ -28,6 +28,8 @@ deps:
 
 up: build deps
 	mkdir -p /var/lib/peapod
+	./hack/busybox-image.sh bin/busybox.tar
+	./$(BIN) image load bin/busybox.tar
 	@echo "admin kubeconfig: /var/lib/peapod/admin.kubeconfig  (try: $(BIN) kubectl get ns)"
 	./$(BIN) server --disable-agent
 

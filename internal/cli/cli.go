@@ -54,6 +54,7 @@ func Run(ctx context.Context, args []string, s Streams) error {
 	root.AddCommand(
 		newServerCommand(s),
 		newVersionCommand(s),
+		newImageCommand(s),
 		&cobra.Command{
 			Use:                "kubectl",
 			Short:              "Run the embedded kubectl against this machine's peapod server",
