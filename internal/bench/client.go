@@ -87,17 +87,27 @@ func warmUp(ctx context.Context, c kubernetes.Interface) error {
 func waitReady(ctx context.Context, c kubernetes.Interface, timeout time.Duration) error {
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		b, err := c.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err != nil {
-			last = err
-			return false, nil
-		}
-		return strings.TrimSpace(string(b)) == "ok", nil
+		last = readyz(ctx, c)
+		return last == nil, nil
 	})
 	if err != nil && last != nil {
 		return fmt.Errorf("API server not ready after %s: %w", timeout, last)
 	}
 	return err
+}
+
+// readyz asks the server's /readyz once.
+func readyz(ctx context.Context, c kubernetes.Interface) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	b, err := c.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	if err != nil {
+		return err
+	}
+	if s := strings.TrimSpace(string(b)); s != "ok" {
+		return fmt.Errorf("/readyz: %s", s)
+	}
+	return nil
 }
 
 // benchPod is a minimal valid pod: one busybox container and no node, so the

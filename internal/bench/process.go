@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -160,6 +161,7 @@ func startServer(ctx context.Context, bin string, timeout time.Duration, progres
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	var client *kubernetes.Clientset
 	for {
 		select {
 		case <-ctx.Done():
@@ -171,21 +173,17 @@ func startServer(ctx context.Context, bin string, timeout time.Duration, progres
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("server not ready after %s; its log ends:\n%s", timeout, s.logTail(20))
 		}
-		if _, err := os.Stat(s.kubeconfig); err != nil {
-			continue
+		if client == nil {
+			// The kubeconfig appears once the server has its certificates.
+			cfg, err := clientcmd.BuildConfigFromFlags("", s.kubeconfig)
+			if err != nil {
+				continue
+			}
+			if client, err = newClientset(cfg, contentJSON); err != nil {
+				return nil, err
+			}
 		}
-		cfg, err := clientcmd.BuildConfigFromFlags("", s.kubeconfig)
-		if err != nil {
-			continue
-		}
-		c, err := newClientset(cfg, contentJSON)
-		if err != nil {
-			continue
-		}
-		probeCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err = waitReady(probeCtx, c, 1500*time.Millisecond)
-		cancel()
-		if err == nil {
+		if readyz(ctx, client) == nil {
 			return s, nil
 		}
 	}
@@ -218,16 +216,31 @@ func (s *ownServer) stop(keep bool, progress io.Writer) {
 	}
 }
 
+// logTail is the end of the server's log: its last lines above INFO level
+// when it has any (the error, not the noise before it), else its last lines.
 func (s *ownServer) logTail(lines int) string {
 	b, err := os.ReadFile(s.logPath)
 	if err != nil {
 		return err.Error()
 	}
-	l := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(l) > lines {
-		l = l[len(l)-lines:]
+	return tail(string(b), lines)
+}
+
+func tail(log string, lines int) string {
+	all := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	var important []string
+	for _, l := range all {
+		if !strings.Contains(l, "level=INFO") && !strings.Contains(l, "level=DEBUG") {
+			important = append(important, l)
+		}
 	}
-	return strings.Join(l, "\n")
+	if len(important) > 0 {
+		all = important
+	}
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
 }
 
 // loadAverage is the 1, 5 and 15 minute load averages, or "" where unknown.

@@ -121,3 +121,17 @@ func TestWatchStream(t *testing.T) {
 		t.Fatal("JSON stream decoded without error")
 	}
 }
+
+func TestTail(t *testing.T) {
+	noisy := "time=1 level=INFO msg=a\ntime=2 level=ERROR msg=b\ntime=3 level=INFO msg=c\nError: boom\n"
+	if got, want := tail(noisy, 5), "time=2 level=ERROR msg=b\nError: boom"; got != want {
+		t.Errorf("tail = %q, want %q", got, want)
+	}
+	if got, want := tail(noisy, 1), "Error: boom"; got != want {
+		t.Errorf("tail(1) = %q, want %q", got, want)
+	}
+	quiet := "level=INFO msg=a\nlevel=INFO msg=b\nlevel=INFO msg=c\n"
+	if got, want := tail(quiet, 2), "level=INFO msg=b\nlevel=INFO msg=c"; got != want {
+		t.Errorf("tail of INFO only = %q, want %q", got, want)
+	}
+}
