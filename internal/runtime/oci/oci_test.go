@@ -1,0 +1,55 @@
+package oci_test
+
+import (
+	"log/slog"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/peapod-dev/peapod/internal/runtime"
+	"github.com/peapod-dev/peapod/internal/runtime/oci"
+	"github.com/peapod-dev/peapod/internal/runtime/runtimetest"
+)
+
+// runtimes are the OCI runtimes the suite runs with (both from Debian).
+var runtimes = []string{"runc", "crun"}
+
+// requireTools fails under CI=true, and skips otherwise, when the machine
+// cannot run the suite (root, the runtime, conmon, catatonit).
+func requireTools(t testing.TB, rt string) {
+	t.Helper()
+	runtimetest.Require(t, os.Geteuid() == 0, "the OCI runtime tests need root")
+	for _, bin := range []string{rt, "conmon", "catatonit", "unshare"} {
+		_, err := exec.LookPath(bin)
+		runtimetest.Require(t, err == nil, bin+" is not installed (make deps installs hack/deb-packages.txt)")
+	}
+}
+
+func opener(rt string) runtimetest.Opener {
+	return func(t testing.TB, state string) runtime.Runtime {
+		t.Helper()
+		r, err := oci.New(oci.Config{StateDir: state, Runtime: rt, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatalf("oci.New(%s): %v", rt, err)
+		}
+		return r
+	}
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// TestConformance runs the runtime suite with runc and with crun (through
+// the wrapper that hides the cgroup2 mount on hybrid hosts).
+func TestConformance(t *testing.T) {
+	for _, rt := range runtimes {
+		t.Run(rt, func(t *testing.T) {
+			requireTools(t, rt)
+			runtimetest.Run(t, opener(rt))
+		})
+	}
+}
