@@ -55,7 +55,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeObject -fuzztime $(FUZZTIME) ./internal/apiserver/
 	$(GO) test -run '^$$' -fuzz FuzzPatch -fuzztime $(FUZZTIME) ./internal/apiserver/
 
-bench: build
+# bench measures peapod and, in the same run, upstream kube-apiserver over Debian's etcd.
+bench: build deps
+	@dpkg-query -W -f='$${Status}' etcd-server 2>/dev/null | grep -q 'install ok installed' || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
 	./$(BIN) bench api
 	./hack/bench-upstream.sh
 
