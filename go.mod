@@ -22,6 +22,7 @@ require (
 	k8s.io/apiserver v0.32.13
 	k8s.io/client-go v0.32.13
 	k8s.io/component-base v0.32.13
+	k8s.io/component-helpers v0.32.13
 	k8s.io/klog/v2 v2.130.1
 	k8s.io/kube-openapi v0.0.0-20241105132330-32ad38e42d3f
 	k8s.io/kubectl v0.32.13
@@ -145,7 +146,6 @@ require (
 	k8s.io/cli-runtime v0.32.13 // indirect
 	k8s.io/cloud-provider v0.0.0 // indirect
 	k8s.io/cluster-bootstrap v0.0.0 // indirect
-	k8s.io/component-helpers v0.32.13 // indirect
 	k8s.io/controller-manager v0.32.13 // indirect
 	k8s.io/dynamic-resource-allocation v0.0.0 // indirect
 	k8s.io/externaljwt v0.0.0 // indirect

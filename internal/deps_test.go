@@ -14,11 +14,12 @@ const module = "github.com/peapod-dev/peapod/"
 var allowed = map[string][]string{
 	"cmd/peapod":                   {"internal/cli"},
 	"internal/cli":                 {"internal/server", "internal/bench", "internal/image"},
-	"internal/server":              {"internal/apiserver", "internal/certs", "internal/controllers", "internal/storage", "internal/storage/bolt", "internal/storage/etcdserver"},
+	"internal/server":              {"internal/apiserver", "internal/certs", "internal/controllers", "internal/scheduler", "internal/storage", "internal/storage/bolt", "internal/storage/etcdserver"},
 	"internal/apiserver":           {"internal/apiserver/openapi", "internal/certs"},
 	"internal/apiserver/openapi":   {},
 	"internal/certs":               {},
 	"internal/controllers":         {},
+	"internal/scheduler":           {},
 	"internal/bench":               {},
 	"internal/storage":             {},
 	"internal/storage/bolt":        {"internal/storage"},

@@ -1,0 +1,310 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// eventually retries f every 50 ms until it succeeds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startServer runs bin/peapod server in a fresh data dir and returns its admin config.
+func startServer(t *testing.T) *rest.Config {
+	t.Helper()
+	bin := os.Getenv("PEAPOD_BIN")
+	if bin == "" {
+		bin, _ = filepath.Abs("../../bin/peapod")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("bin/peapod not built (run make build): %v", err)
+		}
+		t.Skipf("bin/peapod not built (run make build): %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := t.TempDir()
+	logs := &lockedBuffer{}
+	cmd := exec.Command(bin, "server", "--disable-agent", "--bind-address", "127.0.0.1",
+		"--https-listen-port", strconv.Itoa(port), "--data-dir", dir)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		if t.Failed() {
+			lines := strings.Split(logs.String(), "\n")
+			t.Logf("server log (tail):\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
+	})
+	eventually(t, 60*time.Second, func() error {
+		select {
+		case <-done:
+			t.Fatalf("server exited early:\n%s", logs.String())
+		default:
+		}
+		if !strings.Contains(logs.String(), "peapod server ready") {
+			return fmt.Errorf("server not ready yet")
+		}
+		return nil
+	})
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "admin.kubeconfig"))
+	if err != nil {
+		t.Fatalf("kubeconfig: %v", err)
+	}
+	return cfg
+}
+
+func createNode(t *testing.T, ctx context.Context, cs kubernetes.Interface, name, cpu string, taints ...v1.Taint) {
+	t.Helper()
+	n, err := cs.CoreV1().Nodes().Create(ctx, &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}},
+		Spec:       v1.NodeSpec{Taints: taints},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create node %s: %v", name, err)
+	}
+	rl := v1.ResourceList{
+		v1.ResourceCPU: resource.MustParse(cpu), v1.ResourceMemory: resource.MustParse("8Gi"),
+		v1.ResourcePods: resource.MustParse("110"), v1.ResourceEphemeralStorage: resource.MustParse("20Gi"),
+	}
+	n.Status.Capacity, n.Status.Allocatable = rl, rl
+	n.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady",
+		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	got, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatalf("node %s status: %v", name, err)
+	}
+	if len(got.Status.Conditions) != 1 || got.Status.Allocatable.Cpu().Cmp(resource.MustParse(cpu)) != 0 {
+		t.Fatalf("node %s status not stored: %+v", name, got.Status)
+	}
+	// The TaintNodesByCondition admission plugin taints new nodes
+	// node.kubernetes.io/not-ready; upstream's node lifecycle controller lifts it
+	// once the node is Ready. Play that controller's part.
+	var keep []v1.Taint
+	for _, tn := range got.Spec.Taints {
+		if tn.Key != taintNodeNotReady {
+			keep = append(keep, tn)
+		}
+	}
+	if len(keep) != len(got.Spec.Taints) {
+		got.Spec.Taints = keep
+		if _, err := cs.CoreV1().Nodes().Update(ctx, got, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("untaint node %s: %v", name, err)
+		}
+	}
+}
+
+func TestSchedulerAgainstServer(t *testing.T) {
+	cfg := startServer(t)
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	const ns = "sched"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+	createNode(t, ctx, cs, "node-a", "2")
+	createNode(t, ctx, cs, "node-b", "4", v1.Taint{Key: "dedicated", Value: "gpu", Effect: v1.TaintEffectNoSchedule})
+
+	schedCtx, stop := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	schedLog := &lockedBuffer{}
+	go func() {
+		runErr <- Run(schedCtx, Config{Client: cfg, RetryPeriod: time.Hour}, slog.New(slog.NewTextHandler(schedLog, nil)))
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("scheduler log:\n%s", schedLog.String())
+		}
+		stop()
+		select {
+		case err := <-runErr:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+	})
+
+	newPod := func(t *testing.T, name, cpu string, mut ...func(*v1.Pod)) {
+		t.Helper()
+		p := &v1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: v1.PodSpec{Containers: []v1.Container{{Name: "c", Image: "busybox",
+				Resources: v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse(cpu)}}}}},
+		}
+		for _, m := range mut {
+			m(p)
+		}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create pod %s: %v", name, err)
+		}
+	}
+	waitBound := func(t *testing.T, name, node string) {
+		t.Helper()
+		eventually(t, 30*time.Second, func() error {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Spec.NodeName != node {
+				return fmt.Errorf("pod %s on %q, want %q", name, p.Spec.NodeName, node)
+			}
+			return nil
+		})
+	}
+	waitEvent := func(t *testing.T, name, reason, msg string) {
+		t.Helper()
+		eventually(t, 30*time.Second, func() error {
+			evs, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			var seen []string
+			for _, e := range evs.Items {
+				if e.InvolvedObject.Name != name || e.Reason != reason {
+					continue
+				}
+				if e.Message == msg && e.Source.Component == "default-scheduler" && e.InvolvedObject.Kind == "Pod" {
+					return nil
+				}
+				seen = append(seen, e.Message)
+			}
+			return fmt.Errorf("no %s event %q for %s (saw %q)", reason, msg, name, seen)
+		})
+	}
+	waitUnschedulable := func(t *testing.T, name, msg string) {
+		t.Helper()
+		waitEvent(t, name, "FailedScheduling", msg)
+		eventually(t, 30*time.Second, func() error {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Spec.NodeName != "" {
+				return fmt.Errorf("pod %s unexpectedly bound to %s", name, p.Spec.NodeName)
+			}
+			for _, c := range p.Status.Conditions {
+				if c.Type == v1.PodScheduled && c.Status == v1.ConditionFalse && c.Reason == v1.PodReasonUnschedulable && c.Message == msg {
+					return nil
+				}
+			}
+			return fmt.Errorf("pod %s conditions %+v", name, p.Status.Conditions)
+		})
+	}
+
+	t.Run("binds to the fitting untainted node", func(t *testing.T) {
+		newPod(t, "plain", "500m")
+		waitBound(t, "plain", "node-a")
+		waitEvent(t, "plain", "Scheduled", "Successfully assigned sched/plain to node-a")
+	})
+
+	t.Run("tainted node used only when tolerated", func(t *testing.T) {
+		newPod(t, "tolerant", "3", func(p *v1.Pod) {
+			p.Spec.Tolerations = []v1.Toleration{{Key: "dedicated", Operator: v1.TolerationOpEqual, Value: "gpu", Effect: v1.TaintEffectNoSchedule}}
+		})
+		waitBound(t, "tolerant", "node-b")
+		waitEvent(t, "tolerant", "Scheduled", "Successfully assigned sched/tolerant to node-b")
+	})
+
+	t.Run("more cpu than any node stays pending", func(t *testing.T) {
+		newPod(t, "huge", "16")
+		waitUnschedulable(t, "huge", "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}. "+
+			"preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling.")
+	})
+
+	t.Run("nodeSelector waits for a matching label", func(t *testing.T) {
+		newPod(t, "ssd", "100m", func(p *v1.Pod) { p.Spec.NodeSelector = map[string]string{"disktype": "ssd"} })
+		waitUnschedulable(t, "ssd", "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}. "+
+			"preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
+		if _, err := cs.CoreV1().Nodes().Patch(ctx, "node-a", types.MergePatchType,
+			[]byte(`{"metadata":{"labels":{"disktype":"ssd"}}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitBound(t, "ssd", "node-a")
+		waitEvent(t, "ssd", "Scheduled", "Successfully assigned sched/ssd to node-a")
+	})
+
+	t.Run("resources of bound pods are counted", func(t *testing.T) {
+		// node-a has 2 cpu, 600m used by plain+ssd: 1500m no longer fits there.
+		newPod(t, "second", "1500m")
+		waitUnschedulable(t, "second", "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}. "+
+			"preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling.")
+		// Deleting a bound pod frees room and retries it.
+		if err := cs.CoreV1().Pods(ns).Delete(ctx, "plain", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+			t.Fatal(err)
+		}
+		waitBound(t, "second", "node-a")
+	})
+}
