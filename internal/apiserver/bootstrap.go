@@ -23,19 +23,35 @@ var systemNamespaces = []string{metav1.NamespaceDefault, metav1.NamespaceSystem,
 // 10 s retry when "default" was not there yet); holding readiness back until
 // they exist makes "ready" mean the kubernetes Service appears at once.
 func createSystemNamespaces(hc genericapiserver.PostStartHookContext) error {
-	cs, err := kubernetes.NewForConfig(hc.LoopbackClientConfig)
-	if err != nil {
-		return fmt.Errorf("system namespaces: %w", err)
-	}
-	return wait.PollUntilContextCancel(hc, 20*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	return createUntilServed(hc, "system namespaces", func(ctx context.Context, cs kubernetes.Interface) error {
 		for _, name := range systemNamespaces {
 			_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 			if err != nil && !apierrors.IsAlreadyExists(err) {
-				return false, nil //nolint:nilerr // the API is still starting: retry
+				return err
 			}
 		}
-		return true, nil
+		return nil
 	})
+}
+
+// createUntilServed runs create (which must treat AlreadyExists as success)
+// through the loopback client every 20 ms until it succeeds: the API is still
+// starting while post-start hooks run. It gives up after 30 s, as upstream's
+// bootstrap hooks do, which fails the server's start.
+func createUntilServed(hc genericapiserver.PostStartHookContext, what string, create func(context.Context, kubernetes.Interface) error) error {
+	cs, err := kubernetes.NewForConfig(hc.LoopbackClientConfig)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	var last error
+	err = wait.PollUntilContextTimeout(hc, 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		last = create(ctx, cs)
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w (last error: %v)", what, err, last)
+	}
+	return nil
 }
 
 // crdListPath is where kubectl's client-side validation looks for custom

@@ -3,11 +3,9 @@ package apiserver
 import (
 	"context"
 	"fmt"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/kubernetes"
 	schedulingapiv1 "k8s.io/kubernetes/pkg/apis/scheduling/v1"
@@ -83,21 +81,13 @@ type withoutPostStartHook struct {
 // createSystemPriorityClasses creates system-node-critical and
 // system-cluster-critical, retrying quickly while the API is still starting.
 func createSystemPriorityClasses(hc genericapiserver.PostStartHookContext) error {
-	cs, err := kubernetes.NewForConfig(hc.LoopbackClientConfig)
-	if err != nil {
-		return fmt.Errorf("system priority classes: %w", err)
-	}
-	err = wait.PollUntilContextTimeout(hc, 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	return createUntilServed(hc, "system priority classes", func(ctx context.Context, cs kubernetes.Interface) error {
 		for _, pc := range schedulingapiv1.SystemPriorityClasses() {
 			_, err := cs.SchedulingV1().PriorityClasses().Create(ctx, pc, metav1.CreateOptions{})
 			if err != nil && !apierrors.IsAlreadyExists(err) {
-				return false, nil //nolint:nilerr // the API is still starting: retry
+				return err
 			}
 		}
-		return true, nil
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("unable to add default system priority classes: %w", err)
-	}
-	return nil
 }

@@ -1,6 +1,8 @@
 package image
 
 import (
+	"github.com/peapod-dev/peapod/internal/testutil"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,13 +63,8 @@ func helperCommand(t *testing.T, mode, root, archive string) *exec.Cmd {
 }
 
 func requireRootInternal(t *testing.T) {
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("missing prerequisite (CI=true): must run as root")
-	}
-	t.Skip("missing prerequisite: must run as root")
+	t.Helper()
+	testutil.RequireRoot(t)
 }
 
 func openInternal(t *testing.T, root string) *Store {

@@ -13,25 +13,20 @@ import (
 
 	"github.com/peapod-dev/peapod/internal/image"
 	"github.com/peapod-dev/peapod/internal/image/busybox"
+	"github.com/peapod-dev/peapod/internal/testutil"
 )
 
 // prerequisite fails the test under CI=true and skips it elsewhere: CI must
 // never pass by skipping what it cannot run.
 func prerequisite(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("missing prerequisite (CI=true): %s", msg)
-	}
-	t.Skipf("missing prerequisite: %s", msg)
+	testutil.Require(t, false, fmt.Sprintf(format, args...))
 }
 
 // requireRoot needs root (mknod, trusted.* xattrs, chown, overlay mounts).
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		prerequisite(t, "must run as root")
-	}
+	testutil.RequireRoot(t)
 }
 
 func testLogger(t *testing.T) *slog.Logger {

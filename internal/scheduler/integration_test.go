@@ -1,18 +1,9 @@
 package scheduler
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,101 +13,20 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/peapod-dev/peapod/internal/testutil"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// eventually retries f every 50 ms until it succeeds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// startServer runs bin/peapod server in a fresh data dir and returns its admin config.
+// startServer runs bin/peapod server in a fresh data dir (stopped when the
+// test ends) and returns its admin config.
 func startServer(t *testing.T) *rest.Config {
 	t.Helper()
-	bin := os.Getenv("PEAPOD_BIN")
-	if bin == "" {
-		bin, _ = filepath.Abs("../../bin/peapod")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("bin/peapod not built (run make build): %v", err)
-		}
-		t.Skipf("bin/peapod not built (run make build): %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir := t.TempDir()
-	logs := &lockedBuffer{}
-	cmd := exec.Command(bin, "server", "--disable-agent", "--bind-address", "127.0.0.1",
-		"--https-listen-port", strconv.Itoa(port), "--data-dir", dir)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			lines := strings.Split(logs.String(), "\n")
-			t.Logf("server log (tail):\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
-		}
-	})
-	eventually(t, 60*time.Second, func() error {
-		select {
-		case <-done:
-			t.Fatalf("server exited early:\n%s", logs.String())
-		default:
-		}
-		if !strings.Contains(logs.String(), "peapod server ready") {
-			return fmt.Errorf("server not ready yet")
-		}
-		return nil
-	})
-	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "admin.kubeconfig"))
-	if err != nil {
-		t.Fatalf("kubeconfig: %v", err)
-	}
-	return cfg
+	return testutil.StartServer(t).RESTConfig()
+}
+
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	testutil.Eventually(t, timeout, f)
 }
 
 func createNode(t *testing.T, ctx context.Context, cs kubernetes.Interface, name, cpu string, taints ...v1.Taint) {
@@ -178,7 +88,7 @@ func TestSchedulerAgainstServer(t *testing.T) {
 
 	schedCtx, stop := context.WithCancel(ctx)
 	runErr := make(chan error, 1)
-	schedLog := &lockedBuffer{}
+	schedLog := &testutil.SyncBuffer{}
 	go func() {
 		runErr <- Run(schedCtx, Config{Client: cfg, RetryPeriod: time.Hour}, slog.New(slog.NewTextHandler(schedLog, nil)))
 	}()

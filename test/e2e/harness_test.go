@@ -1,292 +1,32 @@
 // Package e2e drives the real bin/peapod with the real kubectl binary, as a user
-// would. Every test starts its own server on a free loopback port in a temporary
-// data dir and stops it (by PID) when it ends, pass or fail.
+// would. Every test starts its own server (internal/testutil's harness) on a free
+// loopback port in a temporary data dir and stops it by PID when it ends.
 package e2e
 
 import (
-	"bytes"
-	"context"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+	"github.com/peapod-dev/peapod/internal/testutil"
 )
 
-// requireTool returns the path of an external tool; without it the test fails
-// under CI=true and is skipped (visibly) elsewhere.
-func requireTool(t testing.TB, name, env string) string {
-	t.Helper()
-	if env != "" {
-		if p := os.Getenv(env); p != "" {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-			t.Fatalf("%s=%s does not exist", env, p)
-		}
-	}
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("prerequisite %s not found (set %s or install it)", name, env)
-	}
-	t.Skipf("prerequisite %s not found", name)
-	return ""
-}
+// Server is a running `peapod server` with the real kubectl to drive it.
+type Server = testutil.Server
 
-// peapodBin is the binary under test: $PEAPOD_BIN, or bin/peapod of this checkout.
-func peapodBin(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("PEAPOD_BIN"); p != "" {
-		return p
-	}
-	p, _ := filepath.Abs("../../bin/peapod")
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("bin/peapod not built (run make build): %v", err)
-		}
-		t.Skipf("bin/peapod not built: %v", err)
-	}
-	return p
-}
-
-// Server is a running `peapod server` started by a test.
-type Server struct {
-	t          testing.TB
-	Bin        string
-	DataDir    string
-	Port       int
-	Kubeconfig string
-	Kubectl    string
-	cmd        *exec.Cmd
-	logs       *syncBuffer
-	done       chan struct{}
-	extraArgs  []string
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// StartServer starts `peapod server --disable-agent` in a fresh data dir and waits
-// until it is ready. It is stopped when the test ends.
+// StartServer starts a server for t and points its Kubectl methods at the real
+// kubectl ($KUBECTL or kubectl from PATH).
 func StartServer(t testing.TB, extraArgs ...string) *Server {
 	t.Helper()
-	s := &Server{
-		t:         t,
-		Bin:       peapodBin(t),
-		Kubectl:   requireTool(t, "kubectl", "KUBECTL"),
-		DataDir:   t.TempDir(),
-		Port:      freePort(t),
-		extraArgs: extraArgs,
-	}
-	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
-	s.Start()
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("server log (tail):\n%s", tail(s.Logs(), 60))
-		}
-	})
+	kubectl := testutil.RequireTool(t, "kubectl", "KUBECTL")
+	s := testutil.StartServer(t, extraArgs...)
+	s.Kubectl = kubectl
 	return s
 }
 
-// Start (re)starts the server process on the same data dir and port.
-func (s *Server) Start() {
-	s.t.Helper()
-	s.logs = &syncBuffer{}
-	args := append([]string{"server", "--disable-agent", "--bind-address", "127.0.0.1",
-		"--https-listen-port", strconv.Itoa(s.Port), "--data-dir", s.DataDir}, s.extraArgs...)
-	s.cmd = exec.Command(s.Bin, args...)
-	s.cmd.Stdout = s.logs
-	s.cmd.Stderr = s.logs
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start server: %v", err)
-	}
-	s.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(s.cmd, s.done)
-	s.WaitReady(30 * time.Second)
-}
-
-// PID is the server's process id.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
-
-// Logs returns everything the server printed so far.
-func (s *Server) Logs() string { return s.logs.String() }
-
-// WaitReady waits until the log says the server is ready.
-func (s *Server) WaitReady(timeout time.Duration) {
-	s.t.Helper()
-	Eventually(s.t, timeout, func() error {
-		select {
-		case <-s.done:
-			return fmt.Errorf("server exited early: %s", tail(s.Logs(), 30))
-		default:
-		}
-		if !strings.Contains(s.Logs(), "peapod server ready") {
-			return fmt.Errorf("not ready yet")
-		}
-		return nil
-	})
-}
-
-// Stop sends SIGTERM and waits for the process to exit (SIGKILL after 20 s).
-func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(20 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-// Kill sends SIGKILL and waits for the process to be gone.
-func (s *Server) Kill() {
-	_ = s.cmd.Process.Kill()
-	<-s.done
-}
-
-// Exited reports whether the server process has exited, and its exit code.
-func (s *Server) Exited() (bool, int) {
-	select {
-	case <-s.done:
-		return true, s.cmd.ProcessState.ExitCode()
-	default:
-		return false, 0
-	}
-}
-
-// Result is a finished command.
-type Result struct {
-	Stdout, Stderr string
-	Err            error
-}
-
-// Kubectl runs the real kubectl against the server with a 60 s deadline.
-func (s *Server) KubectlRun(stdin string, args ...string) Result {
-	s.t.Helper()
-	return s.KubectlEnv(nil, stdin, args...)
-}
-
-// KubectlEnv is KubectlRun with extra environment variables.
-func (s *Server) KubectlEnv(env []string, stdin string, args ...string) Result {
-	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.Kubectl, args...)
-	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+s.Kubeconfig), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	err := cmd.Run()
-	return Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
-}
-
-// MustKubectl runs kubectl and fails the test when it exits non-zero.
-func (s *Server) MustKubectl(args ...string) string {
-	s.t.Helper()
-	r := s.KubectlRun("", args...)
-	if r.Err != nil {
-		s.t.Fatalf("kubectl %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.Err, r.Stdout, r.Stderr)
-	}
-	return r.Stdout
-}
-
-// MustKubectlIn is MustKubectl with stdin.
-func (s *Server) MustKubectlIn(stdin string, args ...string) string {
-	s.t.Helper()
-	r := s.KubectlRun(stdin, args...)
-	if r.Err != nil {
-		s.t.Fatalf("kubectl %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.Err, r.Stdout, r.Stderr)
-	}
-	return r.Stdout
-}
-
-// RESTConfig is a client-go configuration for the admin user.
-func (s *Server) RESTConfig() *rest.Config {
-	s.t.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
-	if err != nil {
-		s.t.Fatalf("kubeconfig: %v", err)
-	}
-	cfg.QPS, cfg.Burst = 1000, 2000
-	return cfg
-}
-
-// Client is a clientset for the admin user.
-func (s *Server) Client() kubernetes.Interface {
-	s.t.Helper()
-	return kubernetes.NewForConfigOrDie(s.RESTConfig())
-}
-
-// Eventually retries f every 50 ms until it returns nil or timeout passes.
+// Eventually retries f until it returns nil or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, f)
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func tail(s string, n int) string { return testutil.Tail(s, n) }

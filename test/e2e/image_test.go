@@ -9,13 +9,14 @@ import (
 	"testing"
 
 	"github.com/peapod-dev/peapod/internal/image/busybox"
+	"github.com/peapod-dev/peapod/internal/testutil"
 )
 
 // busyboxArchive writes the project's busybox image (from Debian's
 // busybox-static) to an OCI archive in a temp dir.
 func busyboxArchive(t *testing.T) string {
 	t.Helper()
-	bin := requireTool(t, "busybox", "BUSYBOX")
+	bin := testutil.RequireTool(t, "busybox", "BUSYBOX")
 	path := filepath.Join(t.TempDir(), "busybox.tar")
 	f, err := os.Create(path)
 	if err != nil {
@@ -31,7 +32,7 @@ func busyboxArchive(t *testing.T) string {
 // TestImageCLI drives `peapod image load|ls|rm` on a node data dir, with two
 // loads racing each other as `peapod image load` does beside a running agent.
 func TestImageCLI(t *testing.T) {
-	bin := peapodBin(t)
+	bin := testutil.PeapodBin(t)
 	archive := busyboxArchive(t)
 	dataDir := t.TempDir()
 	run := func(args ...string) (string, error) {

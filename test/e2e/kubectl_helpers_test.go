@@ -37,11 +37,7 @@ func startKubectlServer(t *testing.T) *Server {
 
 // on returns a view of s whose helpers (MustKubectl, ...) report to t, so that
 // subtests sharing one server fail themselves, not their parent.
-func on(t testing.TB, s *Server) *Server {
-	c := *s
-	c.t = t
-	return &c
-}
+func on(t testing.TB, s *Server) *Server { return s.For(t) }
 
 // waitBootstrap waits until what kubectl users rely on right after start exists:
 // the default namespace's ServiceAccount (without it pods are refused) and, with

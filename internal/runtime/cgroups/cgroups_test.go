@@ -1,6 +1,8 @@
 package cgroups
 
 import (
+	"github.com/peapod-dev/peapod/internal/testutil"
+
 	"crypto/rand"
 	"encoding/hex"
 	"os"
@@ -221,12 +223,7 @@ func TestParseKeyed(t *testing.T) {
 // on the machine's real layout and checks that nothing is left, including
 // the directories between the own cgroup and Base in other hierarchies.
 func TestLiveCreateRemove(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the live cgroup test needs root (CI=true)")
-		}
-		t.Skip("needs root")
-	}
+	testutil.RequireRoot(t)
 	h, err := LoadHost()
 	if err != nil {
 		t.Fatal(err)

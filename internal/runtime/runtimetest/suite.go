@@ -16,6 +16,8 @@
 package runtimetest
 
 import (
+	"github.com/peapod-dev/peapod/internal/testutil"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -80,13 +82,7 @@ func Run(t *testing.T, open Opener) {
 // missing prerequisite must not go unnoticed.
 func Require(t testing.TB, ok bool, what string) {
 	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("missing prerequisite (CI=true): %s", what)
-	}
-	t.Skipf("skipping: %s", what)
+	testutil.Require(t, ok, what)
 }
 
 // Fixture is one test's runtime, state directory and cgroup parent.
