@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -60,6 +59,8 @@ type Config struct {
 	Certs certs.Paths
 	// StateDir receives generated configuration files.
 	StateDir string
+	// Profiling serves /debug/pprof to authenticated clients.
+	Profiling bool
 }
 
 // Server is a built, not yet running, API server.
@@ -136,7 +137,7 @@ func (cfg Config) args(authnConfigPath string) []string {
 		"--runtime-config=api/all=false," + strings.Join(withTrue(groups), ","),
 		"--disable-admission-plugins=" + strings.Join(disabledAdmission, ","),
 		"--allow-privileged=true",
-		"--profiling=" + strconv.FormatBool(os.Getenv("PEAPOD_PROFILING") != ""),
+		"--profiling=" + strconv.FormatBool(cfg.Profiling),
 		"--endpoint-reconciler-type=lease",
 	}
 	if cfg.AdvertiseAddress != "" {

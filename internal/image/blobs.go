@@ -107,6 +107,22 @@ func (s *Store) putBlobFile(path string) (v1.Hash, int64, error) {
 }
 
 // readBlob reads a small blob (manifest, config) and verifies its digest.
+// errTooLarge is returned by readMetadata for input over maxMetadataSize.
+var errTooLarge = fmt.Errorf("is larger than %d bytes", maxMetadataSize)
+
+// readMetadata reads a manifest, index or config: at most maxMetadataSize
+// bytes, errTooLarge beyond.
+func readMetadata(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxMetadataSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxMetadataSize {
+		return nil, errTooLarge
+	}
+	return b, nil
+}
+
 func (s *Store) readBlob(h v1.Hash) ([]byte, error) {
 	if err := checkHash(h); err != nil {
 		return nil, err
@@ -119,12 +135,12 @@ func (s *Store) readBlob(h v1.Hash) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxMetadataSize+1))
+	b, err := readMetadata(f)
+	if errors.Is(err, errTooLarge) {
+		return nil, fmt.Errorf("%w: blob %s %v", ErrUnsupported, h, err)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if len(b) > maxMetadataSize {
-		return nil, fmt.Errorf("%w: blob %s is larger than %d bytes", ErrUnsupported, h, maxMetadataSize)
 	}
 	got := sha256.Sum256(b)
 	if hex.EncodeToString(got[:]) != h.Hex {

@@ -342,14 +342,11 @@ func (s *Store) archiveBytes(a *archive, name string) ([]byte, error) {
 			return nil, err
 		}
 		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, maxMetadataSize+1))
-		if err != nil {
-			return nil, err
+		b, err := readMetadata(f)
+		if errors.Is(err, errTooLarge) {
+			return nil, fmt.Errorf("%w: %s %v", ErrInvalidArchive, name, err)
 		}
-		if len(b) > maxMetadataSize {
-			return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrInvalidArchive, name, maxMetadataSize)
-		}
-		return b, nil
+		return b, err
 	}
 	return nil, fmt.Errorf("%w: %s is missing", ErrInvalidArchive, name)
 }

@@ -46,6 +46,8 @@ type Options struct {
 	Token             string
 	ClusterCIDR       string
 	ServiceCIDR       string
+	// Profiling serves /debug/pprof on the API port (admin credentials needed).
+	Profiling bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -168,6 +170,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		NodePortRange: "30000-32767",
 		Certs:         pki,
 		StateDir:      dataDir,
+		Profiling:     o.Profiling,
 	}
 	api, err := apiserver.New(ctx, apiCfg, log)
 	if err != nil {

@@ -159,19 +159,9 @@ func (r *Runtime) containerSpec(sb *sandboxRecord, infra, rec *containerRecord, 
 	default:
 		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})
 	}
-	if r.host.cgroupNS {
-		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
-	}
-	shm := sb.Shm
-	if sc.HostIPC {
-		shm = "/dev/shm"
-	}
-	var devices []specs.LinuxDevice
-	if rec.Config.Security.Privileged {
-		var err error
-		if devices, err = hostDevices(); err != nil {
-			return nil, err
-		}
+	ns, shm, devices, err := r.podSpecParts(sb, ns, rec.Config.Security.Privileged)
+	if err != nil {
+		return nil, err
 	}
 	cfg := rec.Config
 	return buildSpec(specInput{
@@ -185,6 +175,28 @@ func (r *Runtime) containerSpec(sb *sandboxRecord, infra, rec *containerRecord, 
 			"io.peapod.container-name": cfg.Name,
 		},
 	})
+}
+
+// podSpecParts completes what infra and app container specs derive alike from
+// the sandbox: a cgroup namespace where the host has them, the /dev/shm to
+// mount (the host's with hostIPC, else the pod's), and for privileged
+// containers the host's devices.
+func (r *Runtime) podSpecParts(sb *sandboxRecord, ns []specs.LinuxNamespace, privileged bool) ([]specs.LinuxNamespace, string, []specs.LinuxDevice, error) {
+	if r.host.cgroupNS {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	shm := sb.Shm
+	if sb.Config.HostIPC {
+		shm = "/dev/shm"
+	}
+	if !privileged {
+		return ns, shm, nil, nil
+	}
+	devices, err := hostDevices()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return ns, shm, devices, nil
 }
 
 // podHostname is the hostname containers of the pod see.

@@ -136,19 +136,9 @@ func (r *Runtime) infraSpec(sb *sandboxRecord, infra *containerRecord, rootPath 
 	if !sc.HostPID {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})
 	}
-	if r.host.cgroupNS {
-		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
-	}
-	shm := sb.Shm
-	if sc.HostIPC {
-		shm = "/dev/shm"
-	}
-	var devices []specs.LinuxDevice
-	if sc.Privileged {
-		var err error
-		if devices, err = hostDevices(); err != nil {
-			return nil, err
-		}
+	ns, shm, devices, err := r.podSpecParts(sb, ns, sc.Privileged)
+	if err != nil {
+		return nil, err
 	}
 	return buildSpec(specInput{
 		Infra: true, RootPath: rootPath, ReadOnly: true,
