@@ -13,8 +13,15 @@ const module = "github.com/peapod-dev/peapod/"
 // components never import each other except through the store seam.
 var allowed = map[string][]string{
 	"cmd/peapod":                   {"internal/cli"},
-	"internal/cli":                 {"internal/server", "internal/bench", "internal/image"},
-	"internal/server":              {"internal/apiserver", "internal/certs", "internal/controllers", "internal/scheduler", "internal/storage", "internal/storage/bolt", "internal/storage/etcdserver"},
+	"internal/cli":                 {"internal/server", "internal/agent", "internal/bench", "internal/image"},
+	"internal/server":              {"internal/agent", "internal/apiserver", "internal/certs", "internal/controllers", "internal/join", "internal/scheduler", "internal/storage", "internal/storage/bolt", "internal/storage/etcdserver"},
+	"internal/agent":               {"internal/certs", "internal/containerlogs", "internal/image", "internal/join", "internal/kubelet", "internal/kubeletapi", "internal/network", "internal/runtime", "internal/runtime/cgroups", "internal/runtime/oci", "internal/volume"},
+	"internal/join":                {"internal/certs"},
+	"internal/kubelet":             {"internal/image", "internal/kubeletapi", "internal/runtime"},
+	"internal/kubeletapi":          {"internal/runtime"},
+	"internal/network":             {},
+	"internal/volume":              {"internal/runtime"},
+	"internal/containerlogs":       {"internal/runtime"},
 	"internal/apiserver":           {"internal/apiserver/openapi", "internal/certs"},
 	"internal/apiserver/openapi":   {},
 	"internal/certs":               {},

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -61,6 +62,9 @@ type Config struct {
 	StateDir string
 	// Profiling serves /debug/pprof to authenticated clients.
 	Profiling bool
+	// PublicHandlers are served on the API port before authentication, by
+	// exact path (the node join endpoint, which authenticates on its own).
+	PublicHandlers map[string]http.Handler
 }
 
 // Server is a built, not yet running, API server.
@@ -139,6 +143,13 @@ func (cfg Config) args(authnConfigPath string) []string {
 		"--allow-privileged=true",
 		"--profiling=" + strconv.FormatBool(cfg.Profiling),
 		"--endpoint-reconciler-type=lease",
+		// Node agents' kubelet API (logs, exec, attach, port-forward): the API
+		// server authenticates with its own client certificate and checks the
+		// agent's serving certificate against the cluster CA.
+		"--kubelet-client-certificate=" + cfg.Certs.KubeletClientCert(),
+		"--kubelet-client-key=" + cfg.Certs.KubeletClientKey(),
+		"--kubelet-certificate-authority=" + cfg.Certs.CACert(),
+		"--kubelet-preferred-address-types=InternalIP,Hostname,ExternalIP",
 	}
 	if cfg.AdvertiseAddress != "" {
 		a = append(a, "--advertise-address="+cfg.AdvertiseAddress)
@@ -194,6 +205,19 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	)
 	if err != nil {
 		return nil, fmt.Errorf("api server config: %w", err)
+	}
+	if len(cfg.PublicHandlers) > 0 {
+		inner := genericConfig.BuildHandlerChainFunc
+		genericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+			chain := inner(h, c)
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if ph, ok := cfg.PublicHandlers[r.URL.Path]; ok {
+					ph.ServeHTTP(w, r)
+					return
+				}
+				chain.ServeHTTP(w, r)
+			})
+		}
 	}
 	kubeAPIs, _, _, err := kubeapiserver.CreateKubeAPIServerConfig(completed, genericConfig, informers, storageFactory)
 	if err != nil {

@@ -109,6 +109,12 @@ func Ensure(p Paths, sans ServingSANs, now time.Time) error {
 	}); err != nil {
 		return err
 	}
+	if err := ensureLeaf(p.KubeletClientCert(), p.KubeletClientKey(), caCert, caKey, now, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: KubeletClientCN, Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return err
+	}
 	return ensureServiceAccountKey(p)
 }
 
@@ -220,20 +226,27 @@ func signLeaf(ca *x509.Certificate, caKey crypto.Signer, now time.Time, tmpl *x5
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate key: %w", err)
 	}
+	if certPEM, err = signPublicKey(ca, caKey, now, key.Public(), tmpl); err != nil {
+		return nil, nil, err
+	}
+	if keyPEM, err = encodeKey(key); err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
+}
+
+// signPublicKey signs a one-year leaf certificate for pub from tmpl.
+func signPublicKey(ca *x509.Certificate, caKey crypto.Signer, now time.Time, pub any, tmpl *x509.Certificate) ([]byte, error) {
 	tmpl.SerialNumber = serial()
 	tmpl.NotBefore = now.Add(-time.Hour)
 	tmpl.NotAfter = now.AddDate(1, 0, 0)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
 	tmpl.BasicConstraintsValid = true
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sign %s: %w", tmpl.Subject.CommonName, err)
+		return nil, fmt.Errorf("sign %s: %w", tmpl.Subject.CommonName, err)
 	}
-	keyPEM, err = encodeKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 func ensureServiceAccountKey(p Paths) error {

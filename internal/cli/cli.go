@@ -53,6 +53,7 @@ func Run(ctx context.Context, args []string, s Streams) error {
 	root.SetErr(s.Err)
 	root.AddCommand(
 		newServerCommand(s),
+		newAgentCommand(s),
 		newVersionCommand(s),
 		newImageCommand(s),
 		&cobra.Command{

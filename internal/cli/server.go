@@ -33,5 +33,6 @@ func newServerCommand(s Streams) *cobra.Command {
 	f.StringVar(&o.ServiceCIDR, "service-cidr", o.ServiceCIDR, "range ClusterIPs are allocated from; its first address is the kubernetes Service")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&o.Profiling, "profiling", false, "serve /debug/pprof on the API port to authenticated clients")
+	addNodeFlags(f, &o.Agent)
 	return cmd
 }

@@ -2,7 +2,9 @@
 // objects consistent, each a client of the API server like upstream's
 // kube-controller-manager: namespace deletion (deleting a namespace deletes its
 // contents, then the namespace), the default ServiceAccount in every namespace,
-// and the kube-root-ca.crt ConfigMap that pods' projected token volumes read.
+// the kube-root-ca.crt ConfigMap that pods' projected token volumes read, a pod
+// CIDR for every node, and node lifecycle (NotReady/unreachable taints and
+// eviction).
 //
 // The controllers themselves are upstream's (k8s.io/kubernetes/pkg/controller);
 // this package chooses which run and wires them to one shared informer factory.
@@ -12,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -22,6 +25,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/kubernetes/pkg/controller/certificates/rootcacertpublisher"
 	namespacecontroller "k8s.io/kubernetes/pkg/controller/namespace"
+	"k8s.io/kubernetes/pkg/controller/nodeipam/ipam"
+	"k8s.io/kubernetes/pkg/controller/nodelifecycle"
 	"k8s.io/kubernetes/pkg/controller/serviceaccount"
 )
 
@@ -33,6 +38,10 @@ type Config struct {
 	RootCA []byte
 	// Resync is the informers' resync period.
 	Resync time.Duration
+	// ClusterCIDR is split into one /24 pod CIDR per node; ServiceCIDR is
+	// kept out of it.
+	ClusterCIDR *net.IPNet
+	ServiceCIDR *net.IPNet
 }
 
 // Run starts every controller and blocks until ctx is done and they have stopped.
@@ -68,18 +77,39 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("root CA publisher: %w", err)
 	}
 
+	// Node IPAM: a /24 of the cluster CIDR for each node (spec.podCIDR).
+	ipamc, err := ipam.New(ctx, cs, nil, f.Core().V1().Nodes(), ipam.RangeAllocatorType, ipam.CIDRAllocatorParams{
+		ClusterCIDRs:      []*net.IPNet{cfg.ClusterCIDR},
+		ServiceCIDR:       cfg.ServiceCIDR,
+		NodeCIDRMaskSizes: []int{24},
+	})
+	if err != nil {
+		return fmt.Errorf("node ipam controller: %w", err)
+	}
+	// Node lifecycle: the not-ready/unreachable taints and conditions of nodes
+	// that stop reporting, and eviction of their pods (upstream's defaults:
+	// monitor every 5 s, NotReady after 40 s without a heartbeat).
+	nlc, err := nodelifecycle.NewNodeLifecycleController(ctx,
+		f.Coordination().V1().Leases(), f.Core().V1().Pods(), f.Core().V1().Nodes(), f.Apps().V1().DaemonSets(),
+		cs, 5*time.Second, time.Minute, 40*time.Second, 0.1, 0.01, 50, 0.55)
+	if err != nil {
+		return fmt.Errorf("node lifecycle controller: %w", err)
+	}
+
 	f.Start(ctx.Done())
 	var wg sync.WaitGroup
-	for name, run := range map[string]func(context.Context, int){
-		"namespace":         nsc.Run,
-		"serviceaccount":    sac.Run,
-		"root-ca-publisher": pub.Run,
+	for name, run := range map[string]func(context.Context){
+		"namespace":         func(ctx context.Context) { nsc.Run(ctx, 2) },
+		"serviceaccount":    func(ctx context.Context) { sac.Run(ctx, 2) },
+		"root-ca-publisher": func(ctx context.Context) { pub.Run(ctx, 2) },
+		"node-ipam":         ipamc.Run,
+		"node-lifecycle":    nlc.Run,
 	} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			log.Debug("controller starting", "controller", name)
-			run(ctx, 2)
+			run(ctx)
 		}()
 	}
 	wg.Wait()

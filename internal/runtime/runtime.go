@@ -30,6 +30,7 @@ type Runtime interface {
 	SandboxManager
 	ContainerManager
 	Execer
+	Attacher
 }
 
 // SandboxManager runs pod sandboxes.
@@ -76,6 +77,36 @@ type ContainerManager interface {
 	// ListContainers reports the containers that match filter, in creation
 	// order.
 	ListContainers(ctx context.Context, filter ContainerFilter) ([]*ContainerStatus, error)
+	// ReopenContainerLog makes the container's monitor close its log file
+	// and open LogPath anew (after the caller renamed the old file for
+	// rotation). A container that is not running is ErrFailedPrecondition.
+	ReopenContainerLog(ctx context.Context, id string) error
+}
+
+// Attacher connects to the main process of running containers.
+type Attacher interface {
+	// Attach connects opts' streams to the main process of the running
+	// container id (stdin only when the container was created with Stdin)
+	// and returns when the process exits, the streams end or ctx is
+	// cancelled. Output written before the attach is not replayed.
+	// A container that is not running is ErrFailedPrecondition.
+	Attach(ctx context.Context, id string, opts AttachOptions) error
+}
+
+// TerminalSize is a terminal's size in characters.
+type TerminalSize struct {
+	Width  uint16
+	Height uint16
+}
+
+// AttachOptions are the streams of an Attach. With a TTY container, output
+// is one stream and goes to Stdout.
+type AttachOptions struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Resize delivers terminal size changes (TTY containers); may be nil.
+	Resize <-chan TerminalSize
 }
 
 // Execer runs extra processes in running containers.
@@ -225,7 +256,13 @@ type ContainerConfig struct {
 	Mounts []Mount
 	// LogPath is where the container's stdout and stderr are written in the
 	// CRI log format; the runtime picks a path in its state when empty.
-	LogPath   string
+	LogPath string
+	// Stdin keeps the main process's standard input open for Attach;
+	// StdinOnce closes it after the first attach session ends. TTY gives
+	// the main process a terminal (its output is then one stream).
+	Stdin     bool
+	StdinOnce bool
+	TTY       bool
 	Resources Resources
 	Rlimits   []Rlimit
 	Security  SecurityContext
@@ -344,4 +381,6 @@ type ExecOptions struct {
 	Stdout io.Writer
 	Stderr io.Writer
 	TTY    bool
+	// Resize delivers terminal size changes (with TTY); may be nil.
+	Resize <-chan TerminalSize
 }

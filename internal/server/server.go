@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -22,9 +23,12 @@ import (
 	"k8s.io/client-go/rest"
 	netutils "k8s.io/utils/net"
 
+	"github.com/peapod-dev/peapod/internal/agent"
 	"github.com/peapod-dev/peapod/internal/apiserver"
 	"github.com/peapod-dev/peapod/internal/certs"
 	"github.com/peapod-dev/peapod/internal/controllers"
+	"github.com/peapod-dev/peapod/internal/join"
+	"github.com/peapod-dev/peapod/internal/scheduler"
 	"github.com/peapod-dev/peapod/internal/storage/bolt"
 	"github.com/peapod-dev/peapod/internal/storage/etcdserver"
 )
@@ -48,6 +52,9 @@ type Options struct {
 	ServiceCIDR       string
 	// Profiling serves /debug/pprof on the API port (admin credentials needed).
 	Profiling bool
+	// Agent configures the node agent run in-process unless DisableAgent
+	// (its server, token and data dir come from the server's).
+	Agent agent.Options
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -60,6 +67,7 @@ func DefaultOptions() Options {
 		BindAddress: "0.0.0.0",
 		ClusterCIDR: "10.42.0.0/16",
 		ServiceCIDR: "10.43.0.0/16",
+		Agent:       agent.DefaultOptions(),
 	}
 }
 
@@ -69,9 +77,6 @@ func (o Options) validate() error {
 			return fmt.Errorf("--datastore-endpoint %q: the etcd backend is not available in this version of peapod yet; leave --datastore-endpoint empty for the embedded store", o.DatastoreEndpoint)
 		}
 		return fmt.Errorf("--datastore-endpoint %q: unsupported; leave it empty for the embedded store (etcd://host:port[,...] is reserved for the etcd backend)", o.DatastoreEndpoint)
-	}
-	if !o.DisableAgent {
-		return errors.New("the node agent is not available in this version of peapod yet; run `peapod server --disable-agent`")
 	}
 	if o.HTTPSPort <= 0 || o.HTTPSPort > 65535 {
 		return fmt.Errorf("--https-listen-port %d: must be between 1 and 65535", o.HTTPSPort)
@@ -121,8 +126,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	if err := certs.Ensure(pki, certs.DefaultServingSANs(kubernetesIP), now()); err != nil {
 		return err
 	}
-	if _, err := certs.EnsureToken(filepath.Join(dataDir, "token"), o.Token); err != nil {
+	token, err := certs.EnsureToken(filepath.Join(dataDir, "token"), o.Token)
+	if err != nil {
 		return err
+	}
+	signNode := func(req certs.NodeRequest) (*certs.NodeCredentials, error) {
+		return certs.SignNode(pki, req, now())
 	}
 	kubeconfig := filepath.Join(dataDir, AdminKubeconfigName)
 	if err := certs.WriteAdminKubeconfig(kubeconfig, "https://"+net.JoinHostPort(clientHost(o.BindAddress), strconv.Itoa(o.HTTPSPort)), pki); err != nil {
@@ -171,6 +180,9 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		Certs:         pki,
 		StateDir:      dataDir,
 		Profiling:     o.Profiling,
+		PublicHandlers: map[string]http.Handler{
+			join.Path: join.Handler(token, signNode, log.With("component", "join")),
+		},
 	}
 	api, err := apiserver.New(ctx, apiCfg, log)
 	if err != nil {
@@ -183,7 +195,9 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	_, clusterNet, _ := net.ParseCIDR(o.ClusterCIDR)
+	apiURL := "https://" + net.JoinHostPort(clientHost(o.BindAddress), strconv.Itoa(o.HTTPSPort))
+	errc := make(chan error, 4)
 	go func() { errc <- api.Run(runCtx) }()
 	go func() {
 		if err := waitReady(runCtx, api.LoopbackConfig()); err != nil {
@@ -194,7 +208,23 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		debug.FreeOSMemory()
 		log.Info("peapod server ready", "startup", now().Sub(start).Round(time.Millisecond).String(),
 			"kubeconfig", kubeconfig, "api", "https://"+net.JoinHostPort(clientHost(o.BindAddress), strconv.Itoa(o.HTTPSPort)))
-		errc <- controllers.Run(runCtx, controllers.Config{Client: api.LoopbackConfig(), RootCA: ca}, log.With("component", "controllers"))
+		go func() {
+			errc <- scheduler.Run(runCtx, scheduler.Config{Client: api.LoopbackConfig()}, log.With("component", "scheduler"))
+		}()
+		if !o.DisableAgent {
+			ao := o.Agent
+			ao.Server, ao.Token, ao.Sign, ao.DataDir = apiURL, token, signNode, dataDir
+			ao.ClusterCIDR, ao.ServiceCIDR = o.ClusterCIDR, o.ServiceCIDR
+			ao.Labels = maps.Clone(ao.Labels)
+			if ao.Labels == nil {
+				ao.Labels = map[string]string{}
+			}
+			ao.Labels["node-role.kubernetes.io/control-plane"] = "true"
+			go func() { errc <- agent.Run(runCtx, ao, log.With("component", "agent")) }()
+		}
+		errc <- controllers.Run(runCtx, controllers.Config{
+			Client: api.LoopbackConfig(), RootCA: ca, ClusterCIDR: clusterNet, ServiceCIDR: svcNet,
+		}, log.With("component", "controllers"))
 	}()
 	err = <-errc
 	cancel()

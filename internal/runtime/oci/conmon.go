@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/peapod-dev/peapod/internal/runtime"
 )
 
 // syncMessage is what conmon (API version 1) writes to the sync pipe: the
@@ -62,6 +64,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, dir string) 
 		"--exit-dir", r.exitsDir,
 		"--socket-dir-path", r.attachDir,
 	}
+	args = append(args, stdioArgs(rec.Config)...)
 	// Not CommandContext: conmon must outlive a cancelled request; the
 	// first conmon process exits as soon as it has forked the monitor.
 	cmd := exec.Command(r.conmon, args...)
@@ -103,6 +106,26 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, dir string) 
 	}
 	rec.PidStart = start
 	return nil
+}
+
+// stdioArgs are conmon's options for the container's standard streams:
+// -i gives the process a pipe as stdin that conmon holds open and feeds
+// from attach sessions; conmon closes it when an attach session ends unless
+// --leave-stdin-open (so StdinOnce is -i without it). -t makes conmon pass
+// a console socket to the OCI runtime and take the terminal's master: the
+// process's output is then one stream, logged as stdout.
+func stdioArgs(cfg runtime.ContainerConfig) []string {
+	var args []string
+	if cfg.Stdin {
+		args = append(args, "--stdin")
+		if !cfg.StdinOnce {
+			args = append(args, "--leave-stdin-open")
+		}
+	}
+	if cfg.TTY {
+		args = append(args, "--terminal")
+	}
+	return args
 }
 
 func readSyncMessage(pr *os.File) (syncMessage, error) {

@@ -166,7 +166,7 @@ func (r *Runtime) containerSpec(sb *sandboxRecord, infra, rec *containerRecord, 
 	cfg := rec.Config
 	return buildSpec(specInput{
 		RootPath: rootPath, ReadOnly: cfg.Rootfs.ReadOnly,
-		Args: cfg.Args, Env: cfg.Env, Cwd: cfg.WorkingDir,
+		Args: cfg.Args, Env: cfg.Env, Cwd: cfg.WorkingDir, Terminal: cfg.TTY,
 		Hostname: podHostname(sc), Mounts: cfg.Mounts, Namespaces: ns,
 		CgroupsPath: rec.CgroupPath, Resources: cfg.Resources, Rlimits: cfg.Rlimits,
 		Security: cfg.Security, ShmSource: shm, HostDevices: devices, Host: r.host,

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -30,17 +32,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	if len(opts.Cmd) == 0 {
 		return -1, fmt.Errorf("oci: exec needs a command: %w", runtime.ErrInvalid)
 	}
-	rec, dir, unlock, err := r.lockContainer(id)
+	_, dir, err := r.runningContainer(id, "exec in")
 	if err != nil {
 		return -1, err
-	}
-	st, err := r.statusLocked(rec, dir)
-	unlock()
-	if err != nil {
-		return -1, err
-	}
-	if st.State != runtime.ContainerRunning {
-		return -1, fmt.Errorf("oci: container %s is %s: %w", id, st.State, runtime.ErrFailedPrecondition)
 	}
 	var spec specs.Spec
 	if err := readJSON(filepath.Join(dir, "config.json"), &spec); err != nil {
@@ -50,6 +44,21 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	proc.Args = opts.Cmd
 	proc.Env = append(append([]string{}, proc.Env...), opts.Env...)
 	proc.Terminal = opts.TTY
+	var firstSize *runtime.TerminalSize
+	if opts.TTY {
+		if !slices.ContainsFunc(proc.Env, func(e string) bool { return strings.HasPrefix(e, "TERM=") }) {
+			proc.Env = append(proc.Env, "TERM=xterm")
+		}
+		// A size already given is the terminal's from the start.
+		select {
+		case s, ok := <-opts.Resize:
+			if ok {
+				firstSize = &s
+				proc.ConsoleSize = &specs.Box{Height: uint(s.Height), Width: uint(s.Width)}
+			}
+		default:
+		}
+	}
 	nonce := newID()[:12]
 	procFile := filepath.Join(dir, "exec-"+nonce+".json")
 	pidFile := filepath.Join(dir, "exec-"+nonce+".pid")
@@ -73,6 +82,27 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		}
 		defer ptmx.Close()
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
+		// The terminal is the runtime's controlling terminal, so that a
+		// resize of it reaches the runtime as SIGWINCH.
+		cmd.SysProcAttr.Setctty = true
+		cmd.SysProcAttr.Ctty = 0
+		rs := &execResizer{ptmx: ptmx, pidFile: pidFile}
+		if firstSize != nil {
+			rs.setOwn(*firstSize)
+		}
+		if opts.Resize != nil {
+			done := make(chan struct{})
+			var rwg sync.WaitGroup
+			rwg.Add(1)
+			go func() {
+				defer rwg.Done()
+				rs.forward(opts.Resize, done)
+			}()
+			defer func() {
+				close(done)
+				rwg.Wait()
+			}()
+		}
 		if err := cmd.Start(); err != nil {
 			pts.Close()
 			return -1, fmt.Errorf("oci: exec: %w", err)
@@ -137,6 +167,91 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 	select {
 	case <-done:
 	case <-t.C:
+	}
+}
+
+// execResizer resizes an exec's terminal. The size is set on the terminal
+// made here, which runc copies to the container's on SIGWINCH; crun 1.8
+// copies it only once, when the command starts, so the size is also set on
+// the container's terminal itself: the standard stream of the command
+// (known from the runtime's pid file) that is a terminal.
+type execResizer struct {
+	ptmx    *os.File
+	pidFile string
+	pid     int
+	start   uint64
+}
+
+// execPidWait bounds the wait for the runtime's pid file of an exec.
+const execPidWait = 5 * time.Second
+
+func (e *execResizer) forward(sizes <-chan runtime.TerminalSize, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case s, ok := <-sizes:
+			if !ok {
+				return
+			}
+			e.setOwn(s)
+			e.setContainer(s, done)
+		}
+	}
+}
+
+// setOwn sizes the terminal made here.
+func (e *execResizer) setOwn(s runtime.TerminalSize) {
+	// Not ptmx.Fd(): it would make the descriptor blocking.
+	if rc, err := e.ptmx.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: s.Height, Col: s.Width})
+		})
+	}
+}
+
+// setContainer sizes the command's own terminal, waiting for its PID first.
+func (e *execResizer) setContainer(s runtime.TerminalSize, done <-chan struct{}) {
+	if e.pid == 0 {
+		// Stop waiting when the exec ends.
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		_, _ = poll(ctx, execPidWait, func() (bool, error) {
+			pid, err := readPidFile(e.pidFile)
+			if err != nil || pid <= 0 {
+				return false, nil
+			}
+			start, ok := pidStart(pid)
+			if ok {
+				e.pid, e.start = pid, start
+			}
+			return true, nil
+		})
+		cancel()
+	}
+	if e.pid <= 0 {
+		return
+	}
+	ws := &unix.Winsize{Row: s.Height, Col: s.Width}
+	for n := range 3 {
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/fd/%d", e.pid, n), unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		_, terr := unix.IoctlGetTermios(fd, unix.TCGETS)
+		// Still alive after the open: the descriptor was the command's.
+		if terr == nil && alive(e.pid, e.start) {
+			_ = unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws)
+			unix.Close(fd)
+			return
+		}
+		unix.Close(fd)
 	}
 }
 

@@ -29,6 +29,9 @@ type specInput struct {
 	Args     []string
 	Env      []string
 	Cwd      string
+	// Terminal gives the process a pseudo-terminal (process.terminal); the
+	// runtime hands its master to conmon through a console socket.
+	Terminal bool
 	// Hostname is set for containers that own their UTS namespace, and
 	// exported as HOSTNAME to every container of the pod.
 	Hostname    string
@@ -69,6 +72,9 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	if in.Hostname != "" && !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "HOSTNAME=") }) {
 		env = append(env, "HOSTNAME="+in.Hostname)
 	}
+	if in.Terminal && !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "TERM=") }) {
+		env = append(env, "TERM=xterm") // as containerd's and CRI-O's CRI do for TTY containers
+	}
 	cwd := in.Cwd
 	if cwd == "" {
 		cwd = "/"
@@ -87,10 +93,11 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	s := &specs.Spec{
 		Version: ociVersion,
 		Process: &specs.Process{
-			User: specs.User{UID: in.Security.UID, GID: in.Security.GID, AdditionalGids: in.Security.AdditionalGIDs},
-			Args: in.Args,
-			Env:  env,
-			Cwd:  cwd,
+			User:     specs.User{UID: in.Security.UID, GID: in.Security.GID, AdditionalGids: in.Security.AdditionalGIDs},
+			Terminal: in.Terminal,
+			Args:     in.Args,
+			Env:      env,
+			Cwd:      cwd,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
 			},

@@ -251,7 +251,12 @@ func (f *Fixture) waitLog(id, line string) {
 		return false, nil
 	})
 	if err != nil {
-		f.T.Fatalf("waiting for %q in the log of %s: %v", line, id, err)
+		es, _ := ParseCRILog(path)
+		var last []string
+		for _, e := range es[max(0, len(es)-5):] {
+			last = append(last, e.Stream+" "+strconv.Quote(e.Content))
+		}
+		f.T.Fatalf("waiting for %q in the log of %s: %v (last lines: %v)", line, id, err, last)
 	}
 }
 

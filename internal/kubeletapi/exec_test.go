@@ -1,0 +1,341 @@
+package kubeletapi_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apimachinery/pkg/util/httpstream/wsstream"
+	"k8s.io/apimachinery/pkg/util/proxy"
+	proxyutil "k8s.io/apiserver/pkg/util/proxy"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/utils/exec"
+
+	"github.com/peapod-dev/peapod/internal/testutil"
+)
+
+// An executorFactory makes a client-go executor for a URL of the server.
+type executorFactory func(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error)
+
+func spdyExecutor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
+	return remotecommand.NewSPDYExecutor(cfg, "POST", u)
+}
+
+// websocketV4Executor speaks the newest WebSocket protocol the kubelet's
+// streaming library serves (what the API server proxies to it for
+// WebSocket clients other than kubectl 1.29+).
+func websocketV4Executor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
+	return remotecommand.NewWebSocketExecutorForProtocols(cfg, "GET", u.String(), "v4.channel.k8s.io")
+}
+
+// kubectlExecutor is what kubectl 1.32 uses: WebSocket v5, falling back to
+// SPDY when the upgrade fails.
+func kubectlExecutor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
+	ws, err := remotecommand.NewWebSocketExecutor(cfg, "GET", u.String())
+	if err != nil {
+		return nil, err
+	}
+	spdy, err := remotecommand.NewSPDYExecutor(cfg, "POST", u)
+	if err != nil {
+		return nil, err
+	}
+	return remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+}
+
+// execStream runs one session against the server at path.
+func execStream(ctx context.Context, h *harness, mk executorFactory, path string, opts remotecommand.StreamOptions) error {
+	u, err := url.Parse("https://" + h.addr + path)
+	if err != nil {
+		return err
+	}
+	return streamTo(ctx, h.client, mk, u, opts)
+}
+
+func streamTo(ctx context.Context, cfg *rest.Config, mk executorFactory, u *url.URL, opts remotecommand.StreamOptions) error {
+	ex, err := mk(cfg, u)
+	if err != nil {
+		return err
+	}
+	return ex.StreamWithContext(ctx, opts)
+}
+
+// sizeQueue feeds terminal sizes to an executor.
+type sizeQueue chan remotecommand.TerminalSize
+
+func (q sizeQueue) Next() *remotecommand.TerminalSize {
+	sz, ok := <-q
+	if !ok {
+		return nil
+	}
+	return &sz
+}
+
+// waitFor waits until buf contains want.
+func waitFor(t *testing.T, buf *testutil.SyncBuffer, want string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(buf.String(), want) {
+			return fmt.Errorf("output %q does not contain %q yet", buf.String(), want)
+		}
+		return nil
+	})
+}
+
+// sessionTests run exec and attach sessions through one way of reaching the
+// server (session builds the client for a kubelet path).
+func sessionTests(t *testing.T, h *harness, session func(path string) func(ctx context.Context, opts remotecommand.StreamOptions) error) {
+	h.addPod("ns1", "web", "uid-1", "app")
+	tty := h.addPod("ns1", "term", "uid-2", "app")
+	tty.containers["app"].current.TTY = true
+
+	t.Run("stdin to stdout", func(t *testing.T) {
+		var out, errOut testutil.SyncBuffer
+		err := session("/exec/ns1/web/app?command=cat&input=1&output=1&error=1")(t.Context(), remotecommand.StreamOptions{
+			Stdin: strings.NewReader("hello\nworld\n"), Stdout: &out, Stderr: &errOut,
+		})
+		if err != nil {
+			t.Fatalf("exec cat: %v", err)
+		}
+		if out.String() != "hello\nworld\n" || errOut.String() != "" {
+			t.Errorf("exec cat: stdout %q stderr %q", out.String(), errOut.String())
+		}
+	})
+
+	t.Run("stdout and stderr", func(t *testing.T) {
+		var out, errOut testutil.SyncBuffer
+		err := session("/exec/ns1/web/uid-1/app?command=echo&command=a&command=b+c&output=1&error=1")(t.Context(), remotecommand.StreamOptions{Stdout: &out, Stderr: &errOut})
+		if err != nil {
+			t.Fatalf("exec echo: %v", err)
+		}
+		if out.String() != "a b c\n" || errOut.String() != "err:a b c\n" {
+			t.Errorf("exec echo: stdout %q stderr %q", out.String(), errOut.String())
+		}
+		h.rt.mu.Lock()
+		last := h.rt.execs[len(h.rt.execs)-1]
+		h.rt.mu.Unlock()
+		if !slices.Equal(last.Cmd, []string{"echo", "a", "b c"}) || last.Stdin != nil || last.TTY {
+			t.Errorf("runtime got %+v", last)
+		}
+	})
+
+	t.Run("exit code", func(t *testing.T) {
+		var out testutil.SyncBuffer
+		err := session("/exec/ns1/web/app?command=exit&command=3&output=1&error=1")(t.Context(), remotecommand.StreamOptions{Stdout: &out, Stderr: &out})
+		if err == nil || err.Error() != "command terminated with exit code 3" {
+			t.Fatalf("exit 3: error %v, want \"command terminated with exit code 3\"", err)
+		}
+		var exitErr utilexec.CodeExitError
+		if !errors.As(err, &exitErr) || exitErr.Code != 3 {
+			t.Errorf("exit 3: %T %v is not a CodeExitError with code 3", err, err)
+		}
+	})
+
+	t.Run("runtime error", func(t *testing.T) {
+		err := session("/exec/ns1/web/app?command=&output=1")(t.Context(), remotecommand.StreamOptions{Stdout: io.Discard})
+		if err == nil || !strings.Contains(err.Error(), "error executing command in container: no command") {
+			t.Errorf("empty command: %v", err)
+		}
+	})
+
+	t.Run("tty resize", func(t *testing.T) {
+		var out testutil.SyncBuffer
+		stdinR, stdinW := io.Pipe()
+		sizes := make(sizeQueue, 2)
+		sizes <- remotecommand.TerminalSize{Width: 80, Height: 24}
+		done := make(chan error, 1)
+		go func() {
+			done <- session("/exec/ns1/web/app?command=resize&input=1&output=1&tty=1")(t.Context(), remotecommand.StreamOptions{
+				Stdin: stdinR, Stdout: &out, Tty: true, TerminalSizeQueue: sizes,
+			})
+		}()
+		waitFor(t, &out, "80x24\n")
+		sizes <- remotecommand.TerminalSize{Width: 132, Height: 43}
+		waitFor(t, &out, "132x43\n")
+		close(sizes)
+		stdinW.Close()
+		if err := <-done; err != nil {
+			t.Fatalf("exec tty: %v", err)
+		}
+		h.rt.mu.Lock()
+		last := h.rt.execs[len(h.rt.execs)-1]
+		h.rt.mu.Unlock()
+		if !last.TTY || last.Stderr != nil {
+			t.Errorf("runtime got tty %v stderr %v", last.TTY, last.Stderr)
+		}
+	})
+
+	t.Run("attach", func(t *testing.T) {
+		var out, errOut testutil.SyncBuffer
+		err := session("/attach/ns1/web/app?input=1&output=1&error=1")(t.Context(), remotecommand.StreamOptions{
+			Stdin: strings.NewReader("hi\n"), Stdout: &out, Stderr: &errOut,
+		})
+		if err != nil {
+			t.Fatalf("attach: %v", err)
+		}
+		if out.String() != "main:hi\n" || errOut.String() != "attached\n" {
+			t.Errorf("attach: stdout %q stderr %q", out.String(), errOut.String())
+		}
+	})
+
+	t.Run("attach tty", func(t *testing.T) {
+		var out testutil.SyncBuffer
+		stdinR, stdinW := io.Pipe()
+		sizes := make(sizeQueue, 1)
+		sizes <- remotecommand.TerminalSize{Width: 100, Height: 30}
+		done := make(chan error, 1)
+		go func() {
+			done <- session("/attach/ns1/term/app?input=1&output=1&tty=1")(t.Context(), remotecommand.StreamOptions{
+				Stdin: stdinR, Stdout: &out, Tty: true, TerminalSizeQueue: sizes,
+			})
+		}()
+		waitFor(t, &out, "100x30\n")
+		close(sizes)
+		stdinW.Close()
+		if err := <-done; err != nil {
+			t.Fatalf("attach tty: %v", err)
+		}
+	})
+}
+
+func TestSessionsSPDY(t *testing.T) {
+	h := newHarness(t)
+	sessionTests(t, h, func(path string) func(context.Context, remotecommand.StreamOptions) error {
+		return func(ctx context.Context, opts remotecommand.StreamOptions) error {
+			return execStream(ctx, h, spdyExecutor, path, opts)
+		}
+	})
+}
+
+func TestSessionsWebSocket(t *testing.T) {
+	h := newHarness(t)
+	sessionTests(t, h, func(path string) func(context.Context, remotecommand.StreamOptions) error {
+		return func(ctx context.Context, opts remotecommand.StreamOptions) error {
+			return execStream(ctx, h, websocketV4Executor, path, opts)
+		}
+	})
+}
+
+// TestSessionsThroughAPIServerProxy runs kubectl 1.32's client (WebSocket v5
+// with SPDY fallback) against the API server's own proxy handlers, which
+// translate to SPDY towards this server: the path kubectl exec and attach
+// take in a cluster.
+func TestSessionsThroughAPIServerProxy(t *testing.T) {
+	h := newHarness(t)
+	api := newAPIProxy(t, h)
+	sessionTests(t, h, func(path string) func(context.Context, remotecommand.StreamOptions) error {
+		return func(ctx context.Context, opts remotecommand.StreamOptions) error {
+			return streamTo(ctx, api.config, kubectlExecutor, api.podURL(t, path), opts)
+		}
+	})
+}
+
+// apiProxy plays the API server's part in pods/exec, pods/attach and
+// pods/portforward: the same upstream handlers
+// (k8s.io/kubernetes/pkg/registry/core/pod/rest/subresources.go), the same
+// kubelet URLs (pkg/registry/core/pod/strategy.go).
+type apiProxy struct {
+	srv    *httptest.Server
+	config *rest.Config
+}
+
+type responder struct{ t *testing.T }
+
+func (r responder) Error(w http.ResponseWriter, _ *http.Request, err error) {
+	http.Error(w, err.Error(), http.StatusInternalServerError)
+}
+
+func newAPIProxy(t *testing.T, h *harness) *apiProxy {
+	transport := &http.Transport{TLSClientConfig: h.tlsConf}
+	t.Cleanup(transport.CloseIdleConnections)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v1/namespaces/{ns}/pods/{pod}/{sub}", func(w http.ResponseWriter, r *http.Request) {
+		ns, pod, sub := r.PathValue("ns"), r.PathValue("pod"), r.PathValue("sub")
+		q := r.URL.Query()
+		params := url.Values{}
+		var opts proxyutil.Options
+		for _, p := range []struct {
+			name, param string
+			set         *bool
+		}{{"stdin", "input", &opts.Stdin}, {"stdout", "output", &opts.Stdout}, {"stderr", "error", &opts.Stderr}, {"tty", "tty", &opts.Tty}} {
+			if q.Get(p.name) == "true" {
+				params.Add(p.param, "1")
+				*p.set = true
+			}
+		}
+		loc := &url.URL{Scheme: "https", Host: h.addr}
+		var handler http.Handler
+		switch sub {
+		case "exec", "attach":
+			for _, c := range q["command"] {
+				params.Add("command", c)
+			}
+			loc.Path = fmt.Sprintf("/%s/%s/%s/%s", sub, ns, pod, q.Get("container"))
+			loc.RawQuery = params.Encode()
+			upgrade := proxy.NewUpgradeAwareHandler(loc, transport, false, true, responder{t})
+			handler = proxyutil.NewTranslatingHandler(upgrade, proxyutil.NewStreamTranslatorHandler(loc, transport, 0, opts), wsstream.IsWebSocketRequestWithStreamCloseProtocol)
+		case "portforward":
+			loc.Path = fmt.Sprintf("/portForward/%s/%s", ns, pod)
+			upgrade := proxy.NewUpgradeAwareHandler(loc, transport, false, true, responder{t})
+			handler = proxyutil.NewTranslatingHandler(upgrade, proxyutil.NewTunnelingHandler(upgrade), wsstream.IsWebSocketRequestWithTunnelingProtocol)
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		handler.ServeHTTP(w, r)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &apiProxy{srv: srv, config: &rest.Config{Host: srv.URL}}
+}
+
+// podURL turns a kubelet path (/exec/ns/pod/container?command=..&input=1)
+// into the API's (/api/v1/namespaces/ns/pods/pod/exec?container=..&stdin=true).
+func (a *apiProxy) podURL(t *testing.T, kubeletPath string) *url.URL {
+	u, err := url.Parse(kubeletPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
+	q := url.Values{}
+	if len(parts) > 3 {
+		q.Set("container", parts[len(parts)-1])
+	}
+	kq := u.Query()
+	for param, name := range map[string]string{"input": "stdin", "output": "stdout", "error": "stderr", "tty": "tty"} {
+		if kq.Get(param) == "1" {
+			q.Set(name, "true")
+		}
+	}
+	q["command"] = kq["command"]
+	api, _ := url.Parse(a.srv.URL)
+	api.Path = fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/%s", parts[1], parts[2], strings.ToLower(parts[0]))
+	api.RawQuery = q.Encode()
+	return api
+}
+
+// TestExecErrorsReachTheClient: errors answered before the upgrade reach
+// client-go with upstream's wording.
+func TestExecErrorsReachTheClient(t *testing.T) {
+	h := newHarness(t)
+	h.addPod("ns1", "web", "uid-1", "app")
+	err := execStream(t.Context(), h, spdyExecutor, "/exec/ns1/web/nope?command=ls&output=1", remotecommand.StreamOptions{Stdout: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), `container not found ("nope")`) {
+		t.Errorf("exec into a missing container: %v", err)
+	}
+	err = execStream(t.Context(), h, spdyExecutor, "/exec/ns1/nope/app?command=ls&output=1", remotecommand.StreamOptions{Stdout: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "pod does not exist") {
+		t.Errorf("exec into a missing pod: %v", err)
+	}
+}
