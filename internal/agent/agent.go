@@ -169,6 +169,22 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 			return err
 		}
 	}
+	cgBase, err := cgroupBase()
+	if err != nil {
+		return err
+	}
+	rec := nodeRecord{NodeName: o.NodeName, ClusterCIDR: o.ClusterCIDR, ServiceCIDR: o.ServiceCIDR, CgroupBase: cgBase}
+	if old, err := readRecord(dirs); err == nil {
+		rec.PodCIDR = old.PodCIDR
+	}
+	if err := writeRecord(dirs, rec); err != nil {
+		return err
+	}
+	if o.Sign == nil {
+		if err := WritePID(o.DataDir); err != nil {
+			return err
+		}
+	}
 	id, err := ensureIdentity(ctx, dirs.TLS(), &o, o.Clock.Now())
 	if err != nil {
 		return fmt.Errorf("node credentials: %w", err)
@@ -207,6 +223,9 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	netw := &lazyNetwork{cfg: network.Config{
 		NodeName: o.NodeName, ClusterCIDR: o.ClusterCIDR, ServiceCIDR: o.ServiceCIDR,
 		StateDir: dirs.Network(), Logger: log.With("component", "network"),
+	}, onReady: func(podCIDR string) error {
+		rec.PodCIDR = podCIDR
+		return writeRecord(dirs, rec)
 	}}
 	k, err := kubelet.New(kubelet.Config{
 		Client:         client,
@@ -296,6 +315,8 @@ type volumes struct{ *volume.Manager }
 // lazyNetwork builds the CNI network once the node knows its pod CIDR.
 type lazyNetwork struct {
 	cfg network.Config
+	// onReady records the pod CIDR (for reset) before the host changes.
+	onReady func(podCIDR string) error
 	mu  sync.Mutex
 	m   *network.Manager
 }
@@ -306,6 +327,9 @@ func (n *lazyNetwork) EnsureHost(ctx context.Context, podCIDR string) error {
 	if n.m == nil {
 		cfg := n.cfg
 		cfg.PodCIDR = podCIDR
+		if err := n.onReady(podCIDR); err != nil {
+			return err
+		}
 		m, err := network.New(cfg)
 		if err != nil {
 			return err
@@ -354,4 +378,13 @@ func (n *lazyNetwork) List() ([]string, error) {
 		return nil, err
 	}
 	return m.List()
+}
+
+// cgroupBase is this process's own cgroup, under which pods are nested.
+func cgroupBase() (string, error) {
+	cg, err := cgroups.LoadHost()
+	if err != nil {
+		return "", err
+	}
+	return cg.Base()
 }

@@ -54,6 +54,7 @@ func Run(ctx context.Context, args []string, s Streams) error {
 	root.AddCommand(
 		newServerCommand(s),
 		newAgentCommand(s),
+		newResetCommand(s),
 		newVersionCommand(s),
 		newImageCommand(s),
 		&cobra.Command{

@@ -38,6 +38,9 @@ const (
 	annotationKind = "peapod.dev/container-kind"
 )
 
+// resyncPeriod is how often a running pod is synced without an event.
+const resyncPeriod = time.Minute
+
 // waitingState is why a container is not running, as the status reports it.
 type waitingState struct{ reason, message string }
 
@@ -102,6 +105,11 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (time.Duration, er
 	requeue, err := k.reconcile(ctx, pod, st)
 	if serr := k.writeStatus(ctx, pod, st); serr != nil && err == nil {
 		err = serr
+	}
+	if requeue == 0 {
+		// Running pods are looked at again now and then, as upstream's
+		// kubelet does: volumes' sources may have changed, tokens expire.
+		requeue = resyncPeriod
 	}
 	return requeue, err
 }

@@ -115,6 +115,10 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	// `peapod reset` finds the process of a data dir here.
+	if err := agent.WritePID(dataDir); err != nil {
+		return err
+	}
 
 	// Identity: CA, serving and admin certificates, join token, kubeconfig.
 	_, svcNet, _ := net.ParseCIDR(o.ServiceCIDR)

@@ -100,6 +100,9 @@ type Server struct {
 	logs       *SyncBuffer
 	done       chan struct{}
 	extraArgs  []string
+	// NodeName and KubeletPort are the in-process node agent's (StartNode).
+	NodeName    string
+	KubeletPort int
 }
 
 // SyncBuffer is a goroutine-safe log sink.
@@ -157,8 +160,15 @@ func StartServer(t testing.TB, extraArgs ...string) *Server {
 func (s *Server) Start() {
 	s.t.Helper()
 	s.logs = &SyncBuffer{}
-	args := append([]string{"server", "--disable-agent", "--bind-address", "127.0.0.1",
-		"--https-listen-port", strconv.Itoa(s.Port), "--data-dir", s.DataDir}, s.extraArgs...)
+	args := []string{"server", "--bind-address", "127.0.0.1",
+		"--https-listen-port", strconv.Itoa(s.Port), "--data-dir", s.DataDir}
+	if s.NodeName == "" {
+		args = append(args, "--disable-agent")
+	} else {
+		args = append(args, "--node-name", s.NodeName, "--node-ip", "127.0.0.1",
+			"--kubelet-port", strconv.Itoa(s.KubeletPort), "--registries", filepath.Join(s.DataDir, "registries.yaml"))
+	}
+	args = append(args, s.extraArgs...)
 	s.cmd = exec.Command(s.Bin, args...)
 	s.cmd.Stdout = s.logs
 	s.cmd.Stderr = s.logs

@@ -30,3 +30,12 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 }
 
 func tail(s string, n int) string { return testutil.Tail(s, n) }
+
+// StartNode starts a server with its node agent for t (see testutil.StartNode).
+func StartNode(t testing.TB, extraArgs ...string) *Server {
+	t.Helper()
+	kubectl := testutil.RequireTool(t, "kubectl", "KUBECTL")
+	s := testutil.StartNode(t, extraArgs...)
+	s.Kubectl = kubectl
+	return s
+}

@@ -113,7 +113,7 @@ func TestKubectlGetOutput(t *testing.T) {
 	t.Run("yaml and json", func(t *testing.T) {
 		s := on(t, srv)
 		out := s.MustKubectl("get", "pod", "mid", "-o", "yaml")
-		mustContain(t, out, "apiVersion: v1\nkind: Pod\nmetadata:\n", "  name: mid\n  namespace: default\n", "status:\n  phase: Pending\n  qosClass: BestEffort\n")
+		mustContain(t, out, "apiVersion: v1\nkind: Pod\nmetadata:\n", "  name: mid\n  namespace: default\n", "status:\n", "  phase: Pending\n", "  qosClass: BestEffort\n")
 		var list struct {
 			APIVersion, Kind string
 			Items            []struct{ Kind string }

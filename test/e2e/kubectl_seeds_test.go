@@ -58,8 +58,15 @@ func TestKubectlSeed000AutoPod(t *testing.T) {
 	mustHaveLines(t, out, "auto-serve:", "Image: auto-serve", "Port: 8082/TCP")
 	mustHaveLines(t, out, "QoS Class: Burstable", "Node-Selectors: <none>",
 		"Tolerations: node.kubernetes.io/not-ready:NoExecute op=Exists for 300s",
-		"node.kubernetes.io/unreachable:NoExecute op=Exists for 300s",
-		"Events: <none>")
+		"node.kubernetes.io/unreachable:NoExecute op=Exists for 300s")
+	// The scheduler finds no node in this control-plane-only server and says so.
+	Eventually(t, 20*time.Second, func() error {
+		out := s.MustKubectl("describe", "pod/auto-pod")
+		if !regexp.MustCompile(`(?m)^  Warning  FailedScheduling  \d+s +default-scheduler  no nodes available to schedule pods$`).MatchString(out) {
+			return fmt.Errorf("no FailedScheduling event yet:\n%s", out[strings.Index(out, "Events:"):])
+		}
+		return nil
+	})
 	// Admission gave the pod the service account token volume.
 	mustContain(t, out, "/var/run/secrets/kubernetes.io/serviceaccount from kube-api-access-", "ConfigMapName:           kube-root-ca.crt")
 
@@ -96,9 +103,9 @@ count: 1
 		"Type Reason Age From Message",
 		"---- ------ ---- ---- -------")
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^  Normal  Scheduled  \d+s +default-scheduler  Successfully assigned default/auto-pod to docker-desktop$`),
-		regexp.MustCompile(`(?m)^  Normal  Pulled +\d+s +kubelet +Container image "auto-client" already present on machine$`),
-		regexp.MustCompile(`(?m)^  Normal  Started +\d+s +kubelet +Started container auto-client$`),
+		regexp.MustCompile(`(?m)^  Normal +Scheduled +\d+s +default-scheduler +Successfully assigned default/auto-pod to docker-desktop$`),
+		regexp.MustCompile(`(?m)^  Normal +Pulled +\d+s +kubelet +Container image "auto-client" already present on machine$`),
+		regexp.MustCompile(`(?m)^  Normal +Started +\d+s +kubelet +Started container auto-client$`),
 	} {
 		if !want.MatchString(ev) {
 			t.Errorf("Events section lacks %s:\n%s", want, ev)

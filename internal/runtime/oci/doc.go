@@ -10,6 +10,7 @@
 //	                     -p DIR/container.pid -P DIR/conmon.pid
 //	                     -l k8s-file:LOG --exit-dir STATE/exits
 //	                     --socket-dir-path STATE/attach --runtime-arg --root ...
+//	                     [--stdin [--leave-stdin-open]] [--terminal]
 //	                 conmon double-forks (the first process exits once the
 //	                 second wrote conmon.pid), runs `RUNTIME create`, and
 //	                 writes {"data": PID} (or {"data": -1, "message": ...}) as
@@ -37,6 +38,43 @@
 // working directory (the container's directory). StopPodSandbox and
 // RemovePodSandbox handle a pod's containers concurrently.
 //
+// # Standard streams, attach and log rotation
+//
+// ContainerConfig.Stdin adds conmon's --stdin (the process's stdin is a pipe
+// that conmon holds open and feeds from attach sessions) and, unless
+// StdinOnce, --leave-stdin-open (without it conmon closes that pipe when an
+// attach session ends its input). TTY sets the spec's process.terminal (and
+// TERM=xterm unless set) and conmon's --terminal: conmon passes a console
+// socket to `RUNTIME create`, receives the terminal's master, and logs its
+// output (one stream, "\r\n" line ends) as stdout.
+//
+// Attach connects to conmon's attach socket, DIR/attach, a SOCK_SEQPACKET
+// socket. conmon binds it through STATE/attach/ID, a symlink to DIR, so that
+// the address fits a socket address's 108 bytes; peapod connects through
+// /proc/self/fd/N/attach with DIR opened O_PATH, which fits for any DIR
+// (conmon binds it the same way). Each packet from conmon is one read of
+// the container's output after a byte naming the pipe (2 stdout, 3 stderr);
+// input goes in raw, in packets of at most 8 KiB (conmon reads 32 KiB at a
+// time and a packet's excess would be lost). Shutting down the write side
+// is the end of input. conmon closes every session when the process exits
+// and never replays earlier output.
+//
+// Terminal resizes and log reopening go to conmon's control FIFO DIR/ctl as
+// "1 HEIGHT WIDTH\n" and "2 0 0\n". conmon 2.1.6 acts on only the first line
+// of what one read returns, so messages to one conmon are written one at a
+// time, each waited for until conmon has read it (FIONREAD on the FIFO, and
+// on DIR/winsz, through which conmon relays a resize to itself). On "2 0 0"
+// conmon writes LOG.tmp and renames it over LOG; ReopenContainerLog returns
+// once a new file is at LOG. Lines written before that are in the file the
+// caller renamed: conmon writes whole lines between control messages.
+//
+// Exec with a TTY runs the runtime on a pseudo-terminal made here as its
+// controlling terminal: runc copies its size to the container's terminal at
+// start and on SIGWINCH. crun 1.8 copies the size only at start (a size
+// given before the command starts goes into the process's consoleSize), so
+// later resizes are also set on the command's own terminal, found through
+// /proc/PID/fd of the PID the runtime wrote.
+//
 // # The sandbox
 //
 // A sandbox is an infra container running catatonit in pause mode
@@ -54,7 +92,8 @@
 //	                      rootfs/, shm/ (tmpfs), conmon.pid, container.pid, infra.log
 //	STATE/containers/ID/  container.json, config.json, rootfs/ (overlay mount
 //	                      point), upper/, work/, conmon.pid, container.pid,
-//	                      container.log (unless the caller chose a log path), oom
+//	                      container.log (unless the caller chose a log path), oom,
+//	                      attach (socket), ctl and winsz (FIFOs), all three conmon's
 //	STATE/exits/ID        exit status written by conmon
 //	STATE/runtime/        the OCI runtime's --root
 //	STATE/attach/         conmon's attach socket links

@@ -298,3 +298,38 @@ func TestCreateWrapper(t *testing.T) {
 		t.Errorf("a wrapper for a unified host makes no sense")
 	}
 }
+
+func TestTerminalAndStdin(t *testing.T) {
+	in := baseInput()
+	in.Terminal = true
+	s, err := buildSpec(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Process.Terminal || !slices.Contains(s.Process.Env, "TERM=xterm") {
+		t.Errorf("a TTY container's process: terminal %v, env %q", s.Process.Terminal, s.Process.Env)
+	}
+	in.Env = []string{"TERM=dumb"}
+	if s, _ := buildSpec(in); slices.Contains(s.Process.Env, "TERM=xterm") {
+		t.Errorf("TERM given by the caller was overridden: %q", s.Process.Env)
+	}
+	if s, _ := buildSpec(baseInput()); s.Process.Terminal || slices.ContainsFunc(s.Process.Env, func(e string) bool { return strings.HasPrefix(e, "TERM=") }) {
+		t.Errorf("a container without a TTY: terminal %v, env %q", s.Process.Terminal, s.Process.Env)
+	}
+
+	for _, tc := range []struct {
+		cfg  runtime.ContainerConfig
+		want string
+	}{
+		{runtime.ContainerConfig{}, ""},
+		{runtime.ContainerConfig{Stdin: true}, "--stdin --leave-stdin-open"},
+		{runtime.ContainerConfig{Stdin: true, StdinOnce: true}, "--stdin"},
+		{runtime.ContainerConfig{StdinOnce: true}, ""},
+		{runtime.ContainerConfig{TTY: true}, "--terminal"},
+		{runtime.ContainerConfig{Stdin: true, TTY: true}, "--stdin --leave-stdin-open --terminal"},
+	} {
+		if got := strings.Join(stdioArgs(tc.cfg), " "); got != tc.want {
+			t.Errorf("conmon options for %+v = %q, want %q", tc.cfg, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package testutil
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/peapod-dev/peapod/internal/image/busybox"
+)
+
+// RequireNodeTools fails (under CI=true) or skips the test unless everything
+// a node agent runs is installed: root, an OCI runtime, conmon, catatonit,
+// the CNI plugins, iptables and busybox-static.
+func RequireNodeTools(t testing.TB) {
+	t.Helper()
+	RequireRoot(t)
+	for _, tool := range []string{"runc", "conmon", "catatonit", "iptables", "nsenter"} {
+		_, err := exec.LookPath(tool)
+		Require(t, err == nil, tool+" (make deps)")
+	}
+	for _, f := range []string{"/usr/lib/cni/bridge", "/usr/lib/cni/host-local", "/usr/lib/cni/loopback", "/usr/lib/cni/portmap", "/bin/busybox"} {
+		_, err := os.Stat(f)
+		Require(t, err == nil, f+" (make deps)")
+	}
+}
+
+var (
+	busyboxOnce sync.Once
+	busyboxTar  string
+	busyboxErr  error
+)
+
+// BusyboxArchive returns an OCI archive of the busybox test image, made once
+// per test process.
+func BusyboxArchive(t testing.TB) string {
+	t.Helper()
+	busyboxOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "peapod-busybox-")
+		if err != nil {
+			busyboxErr = err
+			return
+		}
+		busyboxTar = filepath.Join(dir, "busybox.tar")
+		f, err := os.Create(busyboxTar)
+		if err != nil {
+			busyboxErr = err
+			return
+		}
+		defer f.Close()
+		busyboxErr = busybox.WriteArchive(f, "/bin/busybox")
+	})
+	if busyboxErr != nil {
+		t.Fatalf("busybox image: %v", busyboxErr)
+	}
+	return busyboxTar
+}
+
+// StartNode starts `peapod server` with its node agent (a node of its own name,
+// bridge and kubelet port; node IP 127.0.0.1) in a fresh data dir that holds the
+// busybox image, and waits until the node is Ready. When the test ends the
+// server is stopped and `peapod reset` removes everything it made.
+func StartNode(t testing.TB, extraArgs ...string) *Server {
+	t.Helper()
+	RequireNodeTools(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	s := &Server{
+		t:           t,
+		Bin:         PeapodBin(t),
+		DataDir:     t.TempDir(),
+		Port:        freePort(t),
+		KubeletPort: freePort(t),
+		NodeName:    "node-" + hex.EncodeToString(b[:]),
+		extraArgs:   extraArgs,
+	}
+	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
+	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", s.DataDir, BusyboxArchive(t)).CombinedOutput(); err != nil {
+		t.Fatalf("load busybox: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("server log (tail):\n%s", Tail(s.Logs(), 80))
+		}
+		if out, err := exec.Command(s.Bin, "reset", "--data-dir", s.DataDir).CombinedOutput(); err != nil {
+			t.Errorf("peapod reset: %v\n%s", err, out)
+		}
+	})
+	s.Start()
+	s.WaitNodeReady(60 * time.Second)
+	return s
+}
+
+// WaitNodeReady waits until the server's node reports Ready and has its pod
+// CIDR.
+func (s *Server) WaitNodeReady(timeout time.Duration) {
+	s.t.Helper()
+	c := s.Client()
+	Eventually(s.t, timeout, func() error {
+		n, err := c.CoreV1().Nodes().Get(context.Background(), s.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if n.Spec.PodCIDR == "" {
+			return fmt.Errorf("node %s has no pod CIDR yet", s.NodeName)
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == v1.NodeReady && cond.Status == v1.ConditionTrue {
+				for _, taint := range n.Spec.Taints {
+					if taint.Key == v1.TaintNodeNotReady {
+						return fmt.Errorf("node %s still has the not-ready taint", s.NodeName)
+					}
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("node %s is not Ready", s.NodeName)
+	})
+}

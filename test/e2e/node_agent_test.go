@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/peapod-dev/peapod/internal/testutil"
+)
+
+// SIGKILL the agent (here: the server it runs in) while pods run, start it
+// again: nothing restarts, logs stay, an exit that happened meanwhile is
+// reported with its real code, nothing is duplicated.
+func TestNodeAgentRestart(t *testing.T) {
+	s := StartNode(t)
+	signalDir := t.TempDir()
+	s.MustKubectlIn(`apiVersion: v1
+kind: Pod
+metadata:
+  name: steady
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sh", "-c", "echo started; exec sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ender
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sh", "-c", "while [ ! -e /signal/go ]; do sleep 0.1; done; exit 3"]
+    volumeMounts: [{name: signal, mountPath: /signal}]
+  volumes:
+  - name: signal
+    hostPath: {path: `+signalDir+`, type: Directory}
+`, "create", "-f", "-")
+	waitReady(t, s, "steady", "ender")
+	before := s.MustKubectl("get", "pod", "steady", "-o", "jsonpath={.status.containerStatuses[0].containerID} {.status.containerStatuses[0].state.running.startedAt} {.status.containerStatuses[0].restartCount}")
+	enderID := strings.TrimPrefix(s.MustKubectl("get", "pod", "ender", "-o", "jsonpath={.status.containerStatuses[0].containerID}"), "peapod://")
+
+	s.Kill()
+	// While the agent is down the container ends on its own.
+	if err := os.WriteFile(filepath.Join(signalDir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 20*time.Second, func() error {
+		if _, err := os.Stat(filepath.Join(s.DataDir, "agent", "runtime", "exits", enderID)); err != nil {
+			return fmt.Errorf("container %s has not exited yet", enderID)
+		}
+		return nil
+	})
+
+	s.Start()
+	s.WaitNodeReady(60 * time.Second)
+	waitPod(t, s, "ender", "{.status.phase} {.status.containerStatuses[0].state.terminated.exitCode} {.status.containerStatuses[0].state.terminated.reason}", "Failed 3 Error", 30*time.Second)
+	after := s.MustKubectl("get", "pod", "steady", "-o", "jsonpath={.status.containerStatuses[0].containerID} {.status.containerStatuses[0].state.running.startedAt} {.status.containerStatuses[0].restartCount}")
+	if after != before {
+		t.Errorf("steady's container changed across the agent restart: %q -> %q", before, after)
+	}
+	if logs := s.MustKubectl("logs", "steady"); logs != "started\n" {
+		t.Errorf("steady's logs after the restart: %q", logs)
+	}
+	sbs, _ := os.ReadDir(filepath.Join(s.DataDir, "agent", "runtime", "sandboxes"))
+	cs, _ := os.ReadDir(filepath.Join(s.DataDir, "agent", "runtime", "containers"))
+	if len(sbs) != 2 || len(cs) != 2 {
+		t.Errorf("after the restart: %d sandboxes and %d containers, want 2 and 2", len(sbs), len(cs))
+	}
+}
+
+// A second node joins with the token as a separate `peapod agent`, gets its own
+// credentials, heartbeats through its Lease and runs the pods bound to it.
+func TestNodeAgentJoins(t *testing.T) {
+	testutil.RequireNodeTools(t)
+	s := StartServer(t)
+	token, err := os.ReadFile(filepath.Join(s.DataDir, "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", dir, testutil.BusyboxArchive(t)).CombinedOutput(); err != nil {
+		t.Fatalf("image load: %v %s", err, out)
+	}
+	server := "https://127.0.0.1:" + strconv.Itoa(s.Port)
+	agentArgs := func(tok string) []string {
+		return []string{"agent", "--server", server, "--token", tok, "--data-dir", dir, "--node-name", "joiner",
+			"--node-ip", "127.0.0.1", "--kubelet-port", strconv.Itoa(freeTCPPort(t)), "--registries", filepath.Join(dir, "none.yaml")}
+	}
+
+	// A wrong token gets nothing.
+	out, err := exec.Command(s.Bin, agentArgs("wrong-token")...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "401 Unauthorized") {
+		t.Errorf("agent with a wrong token: %v\n%s", err, out)
+	}
+
+	logs := &testutil.SyncBuffer{}
+	cmd := exec.Command(s.Bin, agentArgs(strings.TrimSpace(string(token)))...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("agent log:\n%s", testutil.Tail(logs.String(), 60))
+		}
+		if out, err := exec.Command(s.Bin, "reset", "--data-dir", dir).CombinedOutput(); err != nil {
+			t.Errorf("reset: %v %s", err, out)
+		}
+	})
+	Eventually(t, 60*time.Second, func() error {
+		r := s.KubectlRun("", "get", "node", "joiner", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.spec.podCIDR} {.spec.taints}")
+		if r.Err != nil || !strings.HasPrefix(r.Stdout, "True 10.42.") || strings.Contains(r.Stdout, "not-ready") {
+			return fmt.Errorf("node joiner: %q %s", r.Stdout, r.Stderr)
+		}
+		return nil
+	})
+	// Its own identity, not the token or the admin's.
+	crt := filepath.Join(dir, "agent", "tls", "client.crt")
+	if out, err := exec.Command("openssl", "x509", "-noout", "-subject", "-in", crt).CombinedOutput(); err == nil &&
+		!strings.Contains(string(out), "system:node:joiner") {
+		t.Errorf("node client certificate subject: %s", out)
+	}
+	lease, err := s.Client().CoordinationV1().Leases("kube-node-lease").Get(context.Background(), "joiner", metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != "joiner" || lease.Spec.RenewTime == nil {
+		t.Errorf("node lease: %+v %v", lease, err)
+	}
+	s.MustKubectl("run", "on-joiner", "--image=busybox:1.36", "--restart=Never", "--command", "--", "sleep", "3600")
+	waitReady(t, s, "on-joiner")
+	if node := s.MustKubectl("get", "pod", "on-joiner", "-o", "jsonpath={.spec.nodeName}"); node != "joiner" {
+		t.Errorf("pod landed on %q", node)
+	}
+	// Logs and exec go through the API server to the joined agent's API.
+	if out := s.MustKubectl("exec", "on-joiner", "--", "echo", "hi from joiner"); out != "hi from joiner\n" {
+		t.Errorf("exec: %q", out)
+	}
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := netListen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*tcpAddr).Port
+}
+
+// seed 004's node affinity: Pending with upstream's reason until a node has
+// the label, then scheduled and running.
+func TestNodeAffinityWaitsForLabel(t *testing.T) {
+	s := StartNode(t)
+	s.MustKubectlIn(`apiVersion: v1
+kind: Pod
+metadata:
+  name: with-node-affinity
+spec:
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+        - matchExpressions:
+          - key: disktype
+            operator: In
+            values: [ssd]
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sleep", "3600"]
+`, "create", "-f", "-")
+	Eventually(t, 20*time.Second, func() error {
+		ev := s.MustKubectl("get", "events", "--field-selector", "involvedObject.name=with-node-affinity")
+		if !strings.Contains(ev, "FailedScheduling") || !strings.Contains(ev, "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.") {
+			return fmt.Errorf("events: %s", ev)
+		}
+		return nil
+	})
+	if ph := s.MustKubectl("get", "pod", "with-node-affinity", "-o", "jsonpath={.status.phase}"); ph != "Pending" {
+		t.Fatalf("phase %q before the label", ph)
+	}
+	s.MustKubectl("label", "nodes", s.NodeName, "disktype=ssd")
+	waitReady(t, s, "with-node-affinity")
+}
+
+type tcpAddr = net.TCPAddr
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
