@@ -317,8 +317,8 @@ type lazyNetwork struct {
 	cfg network.Config
 	// onReady records the pod CIDR (for reset) before the host changes.
 	onReady func(podCIDR string) error
-	mu  sync.Mutex
-	m   *network.Manager
+	mu      sync.Mutex
+	m       *network.Manager
 }
 
 func (n *lazyNetwork) EnsureHost(ctx context.Context, podCIDR string) error {

@@ -16,9 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/peapod-dev/peapod/internal/certs"
 	"github.com/peapod-dev/peapod/internal/network"
