@@ -125,13 +125,11 @@ func (a *streamAdapter) streams(in io.Reader, out, errw io.WriteCloser, tty bool
 // code is returned as a utilexec.ExitError, which ServeExec reports as the
 // NonZeroExitCode status ("command terminated with exit code N").
 func (a *streamAdapter) ExecInContainer(ctx context.Context, _ string, _ types.UID, _ string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
+	var stop func()
 	opts := runtime.ExecOptions{Cmd: cmd, TTY: tty}
 	opts.Stdin, opts.Stdout, opts.Stderr = a.streams(in, out, errw, tty)
-	if resize != nil {
-		ch, stop := relayResize(resize)
-		defer stop()
-		opts.Resize = ch
-	}
+	opts.Resize, stop = relayResize(resize, tty)
+	defer stop()
 	code, err := a.rt.Exec(ctx, a.id, opts)
 	if err != nil {
 		return err
@@ -146,18 +144,28 @@ func (a *streamAdapter) ExecInContainer(ctx context.Context, _ string, _ types.U
 func (a *streamAdapter) AttachContainer(ctx context.Context, _ string, _ types.UID, _ string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
 	var opts runtime.AttachOptions
 	opts.Stdin, opts.Stdout, opts.Stderr = a.streams(in, out, errw, tty)
-	if resize != nil {
-		ch, stop := relayResize(resize)
-		defer stop()
-		opts.Resize = ch
-	}
+	var stop func()
+	opts.Resize, stop = relayResize(resize, tty)
+	defer stop()
 	return a.rt.Attach(ctx, a.id, opts)
 }
 
 // relayResize converts the protocol's terminal sizes to the runtime's until
 // in is closed (when the connection ends), then closes the returned channel.
-// After stop, sizes are drained and dropped.
-func relayResize(in <-chan remotecommand.TerminalSize) (<-chan runtime.TerminalSize, func()) {
+// After stop, sizes are drained and dropped. Without a terminal there is
+// nothing to resize (the WebSocket protocol opens a resize channel anyway):
+// the sizes are drained and the runtime gets no channel.
+func relayResize(in <-chan remotecommand.TerminalSize, tty bool) (<-chan runtime.TerminalSize, func()) {
+	if in == nil {
+		return nil, func() {}
+	}
+	if !tty {
+		go func() {
+			for range in {
+			}
+		}()
+		return nil, func() {}
+	}
 	out := make(chan runtime.TerminalSize)
 	done := make(chan struct{})
 	go func() {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 	proxyutil "k8s.io/apiserver/pkg/util/proxy"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
-	utilexec "k8s.io/utils/exec"
+	utilexec "k8s.io/client-go/util/exec"
 
 	"github.com/peapod-dev/peapod/internal/testutil"
 )
@@ -94,15 +95,21 @@ func waitFor(t *testing.T, buf *testutil.SyncBuffer, want string) {
 }
 
 // sessionTests run exec and attach sessions through one way of reaching the
-// server (session builds the client for a kubelet path).
-func sessionTests(t *testing.T, h *harness, session func(path string) func(ctx context.Context, opts remotecommand.StreamOptions) error) {
+// server (session builds the client for a kubelet path). stdinEOF tells
+// whether the protocol can signal the end of stdin (WebSocket v4 cannot:
+// that is why v5 exists).
+func sessionTests(t *testing.T, h *harness, stdinEOF bool, session func(path string) func(ctx context.Context, opts remotecommand.StreamOptions) error) {
 	h.addPod("ns1", "web", "uid-1", "app")
 	tty := h.addPod("ns1", "term", "uid-2", "app")
 	tty.containers["app"].current.TTY = true
 
 	t.Run("stdin to stdout", func(t *testing.T) {
 		var out, errOut testutil.SyncBuffer
-		err := session("/exec/ns1/web/app?command=cat&input=1&output=1&error=1")(t.Context(), remotecommand.StreamOptions{
+		path := "/exec/ns1/web/app?command=cat&input=1&output=1&error=1"
+		if !stdinEOF {
+			path = "/exec/ns1/web/app?command=head&command=2&input=1&output=1&error=1"
+		}
+		err := session(path)(t.Context(), remotecommand.StreamOptions{
 			Stdin: strings.NewReader("hello\nworld\n"), Stdout: &out, Stderr: &errOut,
 		})
 		if err != nil {
@@ -143,8 +150,8 @@ func sessionTests(t *testing.T, h *harness, session func(path string) func(ctx c
 	})
 
 	t.Run("runtime error", func(t *testing.T) {
-		err := session("/exec/ns1/web/app?command=&output=1")(t.Context(), remotecommand.StreamOptions{Stdout: io.Discard})
-		if err == nil || !strings.Contains(err.Error(), "error executing command in container: no command") {
+		err := session("/exec/ns1/web/app?command=fail&output=1")(t.Context(), remotecommand.StreamOptions{Stdout: io.Discard})
+		if err == nil || !strings.Contains(err.Error(), "error executing command in container: boom") {
 			t.Errorf("empty command: %v", err)
 		}
 	})
@@ -152,7 +159,7 @@ func sessionTests(t *testing.T, h *harness, session func(path string) func(ctx c
 	t.Run("tty resize", func(t *testing.T) {
 		var out testutil.SyncBuffer
 		stdinR, stdinW := io.Pipe()
-		sizes := make(sizeQueue, 2)
+		sizes := make(sizeQueue, 3)
 		sizes <- remotecommand.TerminalSize{Width: 80, Height: 24}
 		done := make(chan error, 1)
 		go func() {
@@ -163,8 +170,9 @@ func sessionTests(t *testing.T, h *harness, session func(path string) func(ctx c
 		waitFor(t, &out, "80x24\n")
 		sizes <- remotecommand.TerminalSize{Width: 132, Height: 43}
 		waitFor(t, &out, "132x43\n")
+		sizes <- remotecommand.TerminalSize{Width: 1, Height: 1}
 		close(sizes)
-		stdinW.Close()
+		defer stdinW.Close()
 		if err := <-done; err != nil {
 			t.Fatalf("exec tty: %v", err)
 		}
@@ -179,7 +187,7 @@ func sessionTests(t *testing.T, h *harness, session func(path string) func(ctx c
 	t.Run("attach", func(t *testing.T) {
 		var out, errOut testutil.SyncBuffer
 		err := session("/attach/ns1/web/app?input=1&output=1&error=1")(t.Context(), remotecommand.StreamOptions{
-			Stdin: strings.NewReader("hi\n"), Stdout: &out, Stderr: &errOut,
+			Stdin: strings.NewReader("hi\nbye\n"), Stdout: &out, Stderr: &errOut,
 		})
 		if err != nil {
 			t.Fatalf("attach: %v", err)
@@ -192,7 +200,7 @@ func sessionTests(t *testing.T, h *harness, session func(path string) func(ctx c
 	t.Run("attach tty", func(t *testing.T) {
 		var out testutil.SyncBuffer
 		stdinR, stdinW := io.Pipe()
-		sizes := make(sizeQueue, 1)
+		sizes := make(sizeQueue, 2)
 		sizes <- remotecommand.TerminalSize{Width: 100, Height: 30}
 		done := make(chan error, 1)
 		go func() {
@@ -201,8 +209,9 @@ func sessionTests(t *testing.T, h *harness, session func(path string) func(ctx c
 			})
 		}()
 		waitFor(t, &out, "100x30\n")
+		sizes <- remotecommand.TerminalSize{Width: 1, Height: 1}
 		close(sizes)
-		stdinW.Close()
+		defer stdinW.Close()
 		if err := <-done; err != nil {
 			t.Fatalf("attach tty: %v", err)
 		}
@@ -211,7 +220,7 @@ func sessionTests(t *testing.T, h *harness, session func(path string) func(ctx c
 
 func TestSessionsSPDY(t *testing.T) {
 	h := newHarness(t)
-	sessionTests(t, h, func(path string) func(context.Context, remotecommand.StreamOptions) error {
+	sessionTests(t, h, true, func(path string) func(context.Context, remotecommand.StreamOptions) error {
 		return func(ctx context.Context, opts remotecommand.StreamOptions) error {
 			return execStream(ctx, h, spdyExecutor, path, opts)
 		}
@@ -220,7 +229,7 @@ func TestSessionsSPDY(t *testing.T) {
 
 func TestSessionsWebSocket(t *testing.T) {
 	h := newHarness(t)
-	sessionTests(t, h, func(path string) func(context.Context, remotecommand.StreamOptions) error {
+	sessionTests(t, h, false, func(path string) func(context.Context, remotecommand.StreamOptions) error {
 		return func(ctx context.Context, opts remotecommand.StreamOptions) error {
 			return execStream(ctx, h, websocketV4Executor, path, opts)
 		}
@@ -234,11 +243,14 @@ func TestSessionsWebSocket(t *testing.T) {
 func TestSessionsThroughAPIServerProxy(t *testing.T) {
 	h := newHarness(t)
 	api := newAPIProxy(t, h)
-	sessionTests(t, h, func(path string) func(context.Context, remotecommand.StreamOptions) error {
+	sessionTests(t, h, true, func(path string) func(context.Context, remotecommand.StreamOptions) error {
 		return func(ctx context.Context, opts remotecommand.StreamOptions) error {
 			return streamTo(ctx, api.config, kubectlExecutor, api.podURL(t, path), opts)
 		}
 	})
+	if api.translated.Load() == 0 || api.proxied.Load() != 0 {
+		t.Errorf("%d requests translated from WebSocket v5, %d proxied (SPDY fallback): want all translated", api.translated.Load(), api.proxied.Load())
+	}
 }
 
 // apiProxy plays the API server's part in pods/exec, pods/attach and
@@ -248,6 +260,9 @@ func TestSessionsThroughAPIServerProxy(t *testing.T) {
 type apiProxy struct {
 	srv    *httptest.Server
 	config *rest.Config
+	// translated and proxied count the requests the API server translated
+	// (WebSocket v5, tunneled port-forward) and proxied as they were.
+	translated, proxied atomic.Int64
 }
 
 type responder struct{ t *testing.T }
@@ -257,6 +272,7 @@ func (r responder) Error(w http.ResponseWriter, _ *http.Request, err error) {
 }
 
 func newAPIProxy(t *testing.T, h *harness) *apiProxy {
+	a := &apiProxy{}
 	transport := &http.Transport{TLSClientConfig: h.tlsConf}
 	t.Cleanup(transport.CloseIdleConnections)
 	mux := http.NewServeMux()
@@ -276,6 +292,7 @@ func newAPIProxy(t *testing.T, h *harness) *apiProxy {
 		}
 		loc := &url.URL{Scheme: "https", Host: h.addr}
 		var handler http.Handler
+		var translate func(*http.Request) bool
 		switch sub {
 		case "exec", "attach":
 			for _, c := range q["command"] {
@@ -284,20 +301,28 @@ func newAPIProxy(t *testing.T, h *harness) *apiProxy {
 			loc.Path = fmt.Sprintf("/%s/%s/%s/%s", sub, ns, pod, q.Get("container"))
 			loc.RawQuery = params.Encode()
 			upgrade := proxy.NewUpgradeAwareHandler(loc, transport, false, true, responder{t})
-			handler = proxyutil.NewTranslatingHandler(upgrade, proxyutil.NewStreamTranslatorHandler(loc, transport, 0, opts), wsstream.IsWebSocketRequestWithStreamCloseProtocol)
+			translate = wsstream.IsWebSocketRequestWithStreamCloseProtocol
+			handler = proxyutil.NewTranslatingHandler(upgrade, proxyutil.NewStreamTranslatorHandler(loc, transport, 0, opts), translate)
 		case "portforward":
 			loc.Path = fmt.Sprintf("/portForward/%s/%s", ns, pod)
 			upgrade := proxy.NewUpgradeAwareHandler(loc, transport, false, true, responder{t})
-			handler = proxyutil.NewTranslatingHandler(upgrade, proxyutil.NewTunnelingHandler(upgrade), wsstream.IsWebSocketRequestWithTunnelingProtocol)
+			translate = wsstream.IsWebSocketRequestWithTunnelingProtocol
+			handler = proxyutil.NewTranslatingHandler(upgrade, proxyutil.NewTunnelingHandler(upgrade), translate)
 		default:
 			http.NotFound(w, r)
 			return
 		}
+		if translate(r) {
+			a.translated.Add(1)
+		} else {
+			a.proxied.Add(1)
+		}
 		handler.ServeHTTP(w, r)
 	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return &apiProxy{srv: srv, config: &rest.Config{Host: srv.URL}}
+	a.srv = httptest.NewServer(mux)
+	t.Cleanup(a.srv.Close)
+	a.config = &rest.Config{Host: a.srv.URL}
+	return a
 }
 
 // podURL turns a kubelet path (/exec/ns/pod/container?command=..&input=1)

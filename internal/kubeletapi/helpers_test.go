@@ -1,6 +1,7 @@
 package kubeletapi_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -10,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -164,13 +166,16 @@ func (f *fakePods) Sandbox(namespace, name string, uid types.UID) (kubeletapi.Sa
 // commands:
 //
 //	cat          copies stdin to stdout
+//	head N       copies N lines of stdin to stdout
 //	echo ARGS    writes ARGS to stdout and "err:ARGS" to stderr
 //	exit N       exits with code N
-//	resize       writes each terminal size received as "WxH\n" until stdin ends
+//	resize       writes each terminal size received as "WxH\n" until stdin
+//	             ends or the size is 1x1
+//	fail         fails to run (an error, no exit code)
 //	sleep        blocks until ctx ends (exit code 137)
 //
-// Attach copies stdin to stdout with a prefix, reports sizes as resize does,
-// and returns at stdin's end.
+// Attach copies stdin lines to stdout with a prefix until stdin ends or a
+// line is "bye"; with a resize channel it reports sizes as resize does.
 type fakeRuntime struct {
 	mu         sync.Mutex
 	containers map[string]*runtime.ContainerStatus
@@ -227,6 +232,17 @@ func (f *fakeRuntime) Exec(ctx context.Context, id string, opts runtime.ExecOpti
 			_, _ = io.Copy(opts.Stdout, opts.Stdin)
 		}
 		return 0, nil
+	case "head":
+		n, _ := strconv.Atoi(opts.Cmd[1])
+		r := bufio.NewReader(opts.Stdin)
+		for range n {
+			line, err := r.ReadString('\n')
+			_, _ = io.WriteString(opts.Stdout, line)
+			if err != nil {
+				break
+			}
+		}
+		return 0, nil
 	case "echo":
 		msg := strings.Join(opts.Cmd[1:], " ")
 		if opts.Stdout != nil {
@@ -242,6 +258,8 @@ func (f *fakeRuntime) Exec(ctx context.Context, id string, opts runtime.ExecOpti
 	case "resize":
 		reportSizes(opts.Stdin, opts.Stdout, opts.Resize)
 		return 0, nil
+	case "fail":
+		return 0, errors.New("boom")
 	case "sleep":
 		<-ctx.Done()
 		return 137, nil
@@ -249,7 +267,8 @@ func (f *fakeRuntime) Exec(ctx context.Context, id string, opts runtime.ExecOpti
 	return 127, nil
 }
 
-// reportSizes writes every size from resize to out until in ends.
+// reportSizes writes every size from resize to out until in ends or the
+// size is 1x1.
 func reportSizes(in io.Reader, out io.Writer, resize <-chan runtime.TerminalSize) {
 	eof := make(chan struct{})
 	go func() {
@@ -265,6 +284,9 @@ func reportSizes(in io.Reader, out io.Writer, resize <-chan runtime.TerminalSize
 				return
 			}
 			fmt.Fprintf(out, "%dx%d\n", sz.Width, sz.Height)
+			if sz.Width == 1 && sz.Height == 1 {
+				return
+			}
 		case <-eof:
 			return
 		}
@@ -289,21 +311,16 @@ func (f *fakeRuntime) Attach(ctx context.Context, id string, opts runtime.Attach
 		_, _ = io.WriteString(opts.Stderr, "attached\n")
 	}
 	if opts.Stdin != nil && opts.Stdout != nil {
-		buf := make([]byte, 4096)
-		for {
-			n, err := opts.Stdin.Read(buf)
-			if n > 0 {
-				_, _ = opts.Stdout.Write(append([]byte("main:"), buf[:n]...))
-			}
-			if err != nil {
+		r := bufio.NewReader(opts.Stdin)
+		for ctx.Err() == nil {
+			line, err := r.ReadString('\n')
+			if line == "bye\n" || err != nil {
 				return nil
 			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+			_, _ = io.WriteString(opts.Stdout, "main:"+line)
 		}
 	}
-	return nil
+	return ctx.Err()
 }
 
 // harness is a started server with its PKI.

@@ -84,6 +84,7 @@ func StartNode(t testing.TB, extraArgs ...string) *Server {
 		extraArgs:   extraArgs,
 	}
 	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
+	WriteRegistries(t, filepath.Join(s.DataDir, "registries.yaml"), "http://127.0.0.1:1")
 	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", s.DataDir, BusyboxArchive(t)).CombinedOutput(); err != nil {
 		t.Fatalf("load busybox: %v\n%s", err, out)
 	}
@@ -126,4 +127,15 @@ func (s *Server) WaitNodeReady(timeout time.Duration) {
 		}
 		return fmt.Errorf("node %s is not Ready", s.NodeName)
 	})
+}
+
+// WriteRegistries writes a registries.yaml that sends every pull, whatever the
+// registry, to endpoint (a registry on loopback; port 1 refuses) and never to
+// the registry itself, so that no test ever reaches an outside host.
+func WriteRegistries(t testing.TB, path, endpoint string) {
+	t.Helper()
+	cfg := fmt.Sprintf("mirrors:\n  \"*\":\n    endpoint: [%q]\ndisable-default-registry-endpoint: true\n", endpoint)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -96,9 +96,10 @@ func TestNodeAgentJoins(t *testing.T) {
 		t.Fatalf("image load: %v %s", err, out)
 	}
 	server := "https://127.0.0.1:" + strconv.Itoa(s.Port)
+	testutil.WriteRegistries(t, filepath.Join(dir, "registries.yaml"), "http://127.0.0.1:1")
 	agentArgs := func(tok string) []string {
 		return []string{"agent", "--server", server, "--token", tok, "--data-dir", dir, "--node-name", "joiner",
-			"--node-ip", "127.0.0.1", "--kubelet-port", strconv.Itoa(freeTCPPort(t)), "--registries", filepath.Join(dir, "none.yaml")}
+			"--node-ip", "127.0.0.1", "--kubelet-port", strconv.Itoa(freeTCPPort(t)), "--registries", filepath.Join(dir, "registries.yaml")}
 	}
 
 	// A wrong token gets nothing.
