@@ -31,7 +31,7 @@ up: build deps
 	./hack/busybox-image.sh bin/busybox.tar
 	./$(BIN) image load bin/busybox.tar
 	@echo "admin kubeconfig: /var/lib/peapod/admin.kubeconfig  (try: $(BIN) kubectl get ns)"
-	./$(BIN) server --disable-agent
+	./$(BIN) server
 
 # test runs the fuzz targets briefly, then unit, integration and end-to-end tests.
 test: check-generated build deps fuzz
