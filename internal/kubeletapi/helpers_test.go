@@ -1,6 +1,7 @@
 package kubeletapi_test
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -18,6 +19,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,6 +174,9 @@ func (f *fakePods) Sandbox(namespace, name string, uid types.UID) (kubeletapi.Sa
 //	exit N       exits with code N
 //	resize       writes each terminal size received as "WxH\n" until stdin
 //	             ends or the size is 1x1
+//	test -d PATH exits 0 when PATH is one of dirs, else 1
+//	tar cf - P   writes a tar archive of file P (from files) to stdout
+//	tar -xmf - -C DIR  reads a tar archive from stdin into files
 //	fail         fails to run (an error, no exit code)
 //	sleep        blocks until ctx ends (exit code 137)
 //
@@ -179,6 +185,8 @@ func (f *fakePods) Sandbox(namespace, name string, uid types.UID) (kubeletapi.Sa
 type fakeRuntime struct {
 	mu         sync.Mutex
 	containers map[string]*runtime.ContainerStatus
+	files      map[string]string // path in "the container": content (tar)
+	dirs       map[string]bool   // directories (test -d)
 	execs      []runtime.ExecOptions
 	execIDs    []string
 	attaches   []string
@@ -186,7 +194,12 @@ type fakeRuntime struct {
 }
 
 func newFakeRuntime() *fakeRuntime {
-	return &fakeRuntime{containers: map[string]*runtime.ContainerStatus{}, started: make(chan string, 100)}
+	return &fakeRuntime{
+		containers: map[string]*runtime.ContainerStatus{},
+		files:      map[string]string{},
+		dirs:       map[string]bool{"/": true},
+		started:    make(chan string, 100),
+	}
 }
 
 func (f *fakeRuntime) add(id string, state runtime.ContainerState, logPath string) {
@@ -258,6 +271,17 @@ func (f *fakeRuntime) Exec(ctx context.Context, id string, opts runtime.ExecOpti
 	case "resize":
 		reportSizes(opts.Stdin, opts.Stdout, opts.Resize)
 		return 0, nil
+	case "test":
+		// test -d PATH
+		f.mu.Lock()
+		_, isDir := f.dirs[opts.Cmd[len(opts.Cmd)-1]]
+		f.mu.Unlock()
+		if isDir {
+			return 0, nil
+		}
+		return 1, nil
+	case "tar":
+		return f.tar(opts)
 	case "fail":
 		return 0, errors.New("boom")
 	case "sleep":
@@ -265,6 +289,52 @@ func (f *fakeRuntime) Exec(ctx context.Context, id string, opts runtime.ExecOpti
 		return 137, nil
 	}
 	return 127, nil
+}
+
+// tar is the fake tar command kubectl cp runs.
+func (f *fakeRuntime) tar(opts runtime.ExecOptions) (int, error) {
+	args := opts.Cmd[1:]
+	if slices.Contains(args, "-xmf") {
+		dir := "/"
+		if i := slices.Index(args, "-C"); i >= 0 && i+1 < len(args) {
+			dir = args[i+1]
+		}
+		tr := tar.NewReader(opts.Stdin)
+		for {
+			hdr, err := tr.Next()
+			if err == io.EOF {
+				return 0, nil
+			}
+			if err != nil {
+				fmt.Fprintf(opts.Stderr, "tar: %v\n", err)
+				return 2, nil
+			}
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return 2, nil
+			}
+			f.mu.Lock()
+			f.files[path.Join(dir, hdr.Name)] = string(b)
+			f.mu.Unlock()
+		}
+	}
+	if len(args) == 3 && args[0] == "cf" && args[1] == "-" {
+		f.mu.Lock()
+		content, ok := f.files[args[2]]
+		f.mu.Unlock()
+		if !ok {
+			fmt.Fprintf(opts.Stderr, "tar: %s: Cannot stat: No such file or directory\n", args[2])
+			return 2, nil
+		}
+		tw := tar.NewWriter(opts.Stdout)
+		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(args[2], "/"), Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+			return 2, nil
+		}
+		_, _ = io.WriteString(tw, content)
+		_ = tw.Close()
+		return 0, nil
+	}
+	return 64, nil
 }
 
 // reportSizes writes every size from resize to out until in ends or the

@@ -108,30 +108,7 @@ func TestNodeAgentJoins(t *testing.T) {
 		t.Errorf("agent with a wrong token: %v\n%s", err, out)
 	}
 
-	logs := &testutil.SyncBuffer{}
-	cmd := exec.Command(s.Bin, agentArgs(strings.TrimSpace(string(token)))...)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("agent log:\n%s", testutil.Tail(logs.String(), 60))
-		}
-		if out, err := exec.Command(s.Bin, "reset", "--data-dir", dir).CombinedOutput(); err != nil {
-			t.Errorf("reset: %v %s", err, out)
-		}
-	})
+	startAgent(t, s, dir, agentArgs(strings.TrimSpace(string(token))))
 	Eventually(t, 60*time.Second, func() error {
 		r := s.KubectlRun("", "get", "node", "joiner", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.spec.podCIDR} {.spec.taints}")
 		if r.Err != nil || !strings.HasPrefix(r.Stdout, "True 10.42.") || strings.Contains(r.Stdout, "not-ready") {
@@ -209,3 +186,84 @@ spec:
 type tcpAddr = net.TCPAddr
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// startAgent runs `peapod agent` with args until the test ends, then stops it
+// by PID and resets its data dir.
+func startAgent(t *testing.T, s *Server, dir string, args []string) {
+	t.Helper()
+	logs := &testutil.SyncBuffer{}
+	cmd := exec.Command(s.Bin, args...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("agent log:\n%s", testutil.Tail(logs.String(), 60))
+		}
+		if out, err := exec.Command(s.Bin, "reset", "--data-dir", dir).CombinedOutput(); err != nil {
+			t.Errorf("reset: %v %s", err, out)
+		}
+	})
+}
+
+// With the server down, the node's pods keep running; when it is back the
+// status catches up with what happened meanwhile.
+func TestNodeSurvivesServerOutage(t *testing.T) {
+	testutil.RequireNodeTools(t)
+	s := StartServer(t)
+	token, err := os.ReadFile(filepath.Join(s.DataDir, "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, signal := t.TempDir(), t.TempDir()
+	testutil.WriteRegistries(t, filepath.Join(dir, "registries.yaml"), "http://127.0.0.1:1")
+	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", dir, testutil.BusyboxArchive(t)).CombinedOutput(); err != nil {
+		t.Fatalf("image load: %v %s", err, out)
+	}
+	startAgent(t, s, dir, []string{"agent", "--server", "https://127.0.0.1:" + strconv.Itoa(s.Port), "--token", strings.TrimSpace(string(token)),
+		"--data-dir", dir, "--node-name", "outage", "--node-ip", "127.0.0.1", "--kubelet-port", strconv.Itoa(freeTCPPort(t)),
+		"--registries", filepath.Join(dir, "registries.yaml")})
+	Eventually(t, 60*time.Second, func() error {
+		if r := s.KubectlRun("", "get", "node", "outage", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`); r.Stdout != "True" {
+			return fmt.Errorf("node outage not Ready: %q %s", r.Stdout, r.Stderr)
+		}
+		return nil
+	})
+	s.MustKubectlIn(`apiVersion: v1
+kind: Pod
+metadata: {name: keeps-running}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sh", "-c", "while [ ! -e /signal/go ]; do sleep 0.1; done; echo finished; exit 7"]
+    volumeMounts: [{name: signal, mountPath: /signal}]
+  volumes:
+  - name: signal
+    hostPath: {path: `+signal+`, type: Directory}
+`, "create", "-f", "-")
+	waitReady(t, s, "keeps-running")
+	s.Stop()
+	// The container still runs with the server gone: it is the one that
+	// ends when told to.
+	if err := os.WriteFile(filepath.Join(signal, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	waitPod(t, s, "keeps-running", "{.status.phase} {.status.containerStatuses[0].state.terminated.exitCode}", "Failed 7", 60*time.Second)
+	if logs := s.MustKubectl("logs", "keeps-running"); logs != "finished\n" {
+		t.Errorf("logs %q", logs)
+	}
+}
