@@ -36,6 +36,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/peapod-dev/peapod/internal/certs"
+	"github.com/peapod-dev/peapod/internal/containerlogs"
 	"github.com/peapod-dev/peapod/internal/image"
 	"github.com/peapod-dev/peapod/internal/join"
 	"github.com/peapod-dev/peapod/internal/kubelet"
@@ -73,21 +74,27 @@ type Options struct {
 	ClusterDNS       string
 	// RegistriesFile is a registries.yaml used when it exists.
 	RegistriesFile string
-	Clock          clock.WithTicker
+	// ContainerLogMaxSize and ContainerLogMaxFiles bound each container's
+	// log (upstream's kubelet defaults: 10Mi, 5 files).
+	ContainerLogMaxSize  int64
+	ContainerLogMaxFiles int
+	Clock                clock.WithTicker
 }
 
 // DefaultOptions are upstream-like defaults.
 func DefaultOptions() Options {
 	return Options{
-		DataDir:          "/var/lib/peapod",
-		BindAddress:      "0.0.0.0",
-		KubeletPort:      10250,
-		ContainerRuntime: "runc",
-		MaxPods:          110,
-		ClusterCIDR:      "10.42.0.0/16",
-		ServiceCIDR:      "10.43.0.0/16",
-		ClusterDNS:       "10.43.0.10",
-		RegistriesFile:   "/etc/peapod/registries.yaml",
+		DataDir:              "/var/lib/peapod",
+		BindAddress:          "0.0.0.0",
+		KubeletPort:          10250,
+		ContainerRuntime:     "runc",
+		MaxPods:              110,
+		ClusterCIDR:          "10.42.0.0/16",
+		ServiceCIDR:          "10.43.0.0/16",
+		ClusterDNS:           "10.43.0.10",
+		RegistriesFile:       "/etc/peapod/registries.yaml",
+		ContainerLogMaxSize:  10 << 20,
+		ContainerLogMaxFiles: 5,
 	}
 }
 
@@ -276,7 +283,15 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		_ = api.Shutdown(sctx)
 	}()
 
-	// LOGROTATE
+	logs, err := containerlogs.New(containerlogs.Config{Runtime: rt, Clock: o.Clock,
+		MaxSize: o.ContainerLogMaxSize, MaxFiles: o.ContainerLogMaxFiles, Logger: log.With("component", "container-logs")})
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); logs.Run(ctx, 10*time.Second) }()
+	defer wg.Wait()
 	return k.Run(ctx)
 }
 

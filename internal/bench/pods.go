@@ -413,8 +413,11 @@ func (s *scenario) run(ctx context.Context, sys *PodsSystem, sample func(pods in
 	if err != nil {
 		return fmt.Errorf("one at a time: %w", err)
 	}
-	s.logf("%s: create→Running p50 %.0fms p99 %.0fms; create→Ready p50 %.0fms p99 %.0fms", sys.Name,
-		b.Running.P50Ms, b.Running.P99Ms, b.Ready.P50Ms, b.Ready.P99Ms)
+	msg := fmt.Sprintf("create→Running p50 %.0fms p99 %.0fms", b.Running.P50Ms, b.Running.P99Ms)
+	if s.hasReady {
+		msg += fmt.Sprintf("; create→Ready p50 %.0fms p99 %.0fms", b.Ready.P50Ms, b.Ready.P99Ms)
+	}
+	s.logf("%s: %s", sys.Name, msg)
 	if sample != nil {
 		if err := sample(len(pods)); err != nil {
 			return err
@@ -433,7 +436,7 @@ func (s *scenario) run(ctx context.Context, sys *PodsSystem, sample func(pods in
 			return fmt.Errorf("%d at once: %w", n, err)
 		}
 		s.logf("%s: %d at once: all Running in %.2fs, all Ready in %.2fs, all deleted in %.2fs", sys.Name, n,
-			b.AllRunningSeconds, b.AllReadySeconds, b.AllDeletedSeconds)
+			b.AllRunningSeconds, max(b.AllReadySeconds, b.AllRunningSeconds), b.AllDeletedSeconds)
 		sys.AtOnce = append(sys.AtOnce, b)
 	}
 	return nil

@@ -18,10 +18,10 @@ type PodsResult struct {
 	Host    Host      `json:"host"`
 	// Count is the number of pods created one after another; AtOnce the
 	// sizes of the batches created at once.
-	Count   int            `json:"count"`
-	AtOnce  []int          `json:"at_once"`
-	Systems []*PodsSystem  `json:"systems"`
-	Pod     string         `json:"pod"`
+	Count   int               `json:"count"`
+	AtOnce  []int             `json:"at_once"`
+	Systems []*PodsSystem     `json:"systems"`
+	Pod     string            `json:"pod"`
 	Errors  map[string]string `json:"errors,omitempty"`
 	// DurationSeconds is the whole run's wall time.
 	DurationSeconds float64 `json:"duration_seconds"`

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/peapod-dev/peapod/internal/agent"
 )
@@ -43,6 +44,8 @@ func addNodeFlags(f *pflag.FlagSet, o *agent.Options) {
 	f.StringVar(&o.ContainerRuntime, "container-runtime", o.ContainerRuntime, "OCI runtime: runc, crun or a path to either")
 	f.IntVar(&o.MaxPods, "max-pods", o.MaxPods, "most pods this node runs")
 	f.StringToStringVar(&o.Labels, "node-label", o.Labels, "extra node labels, key=value (repeatable)")
+	f.Var(quantityValue{&o.ContainerLogMaxSize}, "container-log-max-size", "size at which a container's log is rotated (e.g. 10Mi)")
+	f.IntVar(&o.ContainerLogMaxFiles, "container-log-max-files", o.ContainerLogMaxFiles, "most log files kept per container, the current one included")
 	f.StringVar(&o.RegistriesFile, "registries", o.RegistriesFile, "registries.yaml with mirrors, rewrites and credentials (used when it exists)")
 }
 
@@ -72,3 +75,24 @@ func (v ipsValue) Set(s string) error {
 }
 
 func (v ipsValue) Type() string { return "ips" }
+
+// quantityValue is a byte size written as a Kubernetes quantity (10Mi).
+type quantityValue struct{ n *int64 }
+
+func (v quantityValue) String() string {
+	if v.n == nil {
+		return ""
+	}
+	return resource.NewQuantity(*v.n, resource.BinarySI).String()
+}
+
+func (v quantityValue) Set(s string) error {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return err
+	}
+	*v.n = q.Value()
+	return nil
+}
+
+func (v quantityValue) Type() string { return "quantity" }

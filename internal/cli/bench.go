@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -15,10 +16,10 @@ import (
 func newBenchCommand(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Benchmark a Kubernetes API server (a peapod server it starts, or any kubeconfig's)",
+		Short: "Benchmark a Kubernetes API server (a peapod server it starts, or any kubeconfig's) and a node's pods",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newBenchAPICommand(s), newBenchCompareCommand(s))
+	cmd.AddCommand(newBenchAPICommand(s), newBenchCompareCommand(s), newBenchPodsCommand(s))
 	return cmd
 }
 
@@ -117,4 +118,71 @@ its figures are then the medians over them.`,
 	}
 	cmd.Flags().BoolVar(&markdown, "markdown", false, "print a Markdown table")
 	return cmd
+}
+
+func newBenchPodsCommand(s Streams) *cobra.Command {
+	o := bench.DefaultPodsOptions()
+	var out string
+	var markdown bool
+	cmd := &cobra.Command{
+		Use:   "pods",
+		Short: "Measure how fast a node starts and deletes pods and what they cost it in memory, against podman",
+		Long: `Measure a peapod node's pods with client-go watches: create-to-Running and
+create-to-Ready latency of --count pods created one after another and of
+batches created at once (--parallel), deletion latency, and the memory each
+running pod costs the node (PSS of its conmons and infra process, plus the
+agent's growth). With --podman, the same pods go through "podman kube play"
+too, on podman's own storage in a temporary directory and in namespaces of
+its own, and the table shows both.
+
+--kubeconfig names a running peapod server whose node runs the pods (see
+hack/bench-pods.sh, which starts one); without it only podman is measured.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.DataDir == "" && o.Kubeconfig != "" {
+				o.DataDir = filepath.Dir(o.Kubeconfig)
+			}
+			res, err := bench.RunPods(cmd.Context(), o, s.Err)
+			if res == nil {
+				return err
+			}
+			// Report what was measured even when a system failed.
+			return errors.Join(writePodsResult(s, res, out, markdown), err)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "admin kubeconfig of the peapod server whose node runs the pods; empty measures only --podman")
+	f.StringVar(&o.Node, "node", "", "node to wait for until it is Ready (default: any)")
+	f.IntVar(&o.AgentPID, "agent-pid", 0, "PID of the process running the node agent (peapod server, or agent), for its memory")
+	f.StringVar(&o.AgentLabel, "agent-label", "", `what that process is, for the report (e.g. "peapod server: control plane + agent")`)
+	f.StringVar(&o.DataDir, "data-dir", "", "the agent's data dir, to find its pods' conmon processes (default: the kubeconfig's directory)")
+	f.IntVar(&o.Count, "count", o.Count, "pods created one after another (and running when memory is sampled)")
+	f.IntSliceVar(&o.AtOnce, "parallel", o.AtOnce, "sizes of the batches of pods created at once")
+	f.StringVar(&o.Podman, "podman", "", `podman binary to measure as the peer (e.g. "podman"); empty for none`)
+	f.StringVar(&o.Image, "image", "", "busybox:1.36 image archive for podman to load (hack/busybox-image.sh makes one)")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long each batch may take")
+	f.StringVar(&out, "out", "", `also write the result as JSON to this file ("-": JSON to stdout instead of the table)`)
+	f.BoolVar(&markdown, "markdown", false, "print the table as Markdown")
+	return cmd
+}
+
+func writePodsResult(s Streams, res *bench.PodsResult, out string, markdown bool) error {
+	if out == "-" {
+		return res.WriteJSON(s.Out)
+	}
+	if err := res.WriteText(s.Out, markdown); err != nil {
+		return err
+	}
+	if out == "" {
+		return nil
+	}
+	var b bytes.Buffer
+	if err := res.WriteJSON(&b); err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Err, "bench pods: wrote %s\n", out)
+	return nil
 }

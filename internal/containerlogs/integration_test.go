@@ -24,10 +24,12 @@ import (
 )
 
 // TestRotateRunningContainer rotates the log of a container that writes
-// numbered lines as fast as it can, through the real runtime (runc under
-// conmon), several times, and reads every file left with upstream's
-// ReadLogs: the lines form one unbroken sequence, none lost or repeated at
-// any rotation boundary.
+// numbered lines without pause (ten every millisecond or so, so that some
+// fall between a rename and the reopen; not faster, so that a slow test,
+// as under -race, does not face an ever larger log) through the real
+// runtime (runc under conmon), several times, and reads every file left
+// with upstream's ReadLogs: the lines form one unbroken sequence, none lost
+// or repeated at any rotation boundary.
 func TestRotateRunningContainer(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, bin := range []string{"runc", "conmon", "catatonit"} {
@@ -46,9 +48,11 @@ func TestRotateRunningContainer(t *testing.T) {
 	dir := filepath.Join(f.TempDir(), "default_chatty_0123", "talker")
 	log := filepath.Join(dir, "0.log")
 	id := f.Container(sb, runtime.ContainerConfig{Name: "talker", LogPath: log,
-		Args: runtimetest.Sh(`i=0; while :; do i=$((i+1)); echo "line $i"; done`)}, true)
+		// read -t on a FIFO nobody writes is a sleep without a fork.
+		Args: runtimetest.Sh(`mkfifo /tmp/tick; exec 3<>/tmp/tick; i=0; while :; do
+			for j in 0 1 2 3 4 5 6 7 8 9; do i=$((i+1)); echo "line $i"; done; read -t 0.001 -u 3 x; done`)}, true)
 
-	const maxSize, maxFiles, rotations = 64 << 10, 4, 6
+	const maxSize, maxFiles, rotations = 32 << 10, 4, 6
 	clk := testingclock.NewFakeClock(time.Date(2024, 1, 1, 12, 0, 0, 0, time.Local))
 	m, err := containerlogs.New(containerlogs.Config{Runtime: f.RT, MaxSize: maxSize, MaxFiles: maxFiles, Clock: clk})
 	if err != nil {

@@ -316,7 +316,7 @@ func (k *Kubelet) runRelist(ctx context.Context) {
 		for _, c := range cs {
 			seen[c.ID] = c.State
 			if old, ok := k.lastRelist[c.ID]; !ok || old != c.State {
-				if uid := c.Labels[labelPodUID]; uid != "" && ok {
+				if uid := c.Labels[labelPodUID]; uid != "" {
 					k.queue.Add(types.UID(uid))
 				}
 			}

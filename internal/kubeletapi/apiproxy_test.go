@@ -234,4 +234,3 @@ func (a *apiProxy) podURL(t *testing.T, kubeletPath string) *url.URL {
 	api.RawQuery = q.Encode()
 	return api
 }
-
