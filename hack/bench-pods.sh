@@ -45,6 +45,7 @@ data=$tmp/server
 agent_data=$tmp/agent
 server_pid=
 agent_pid=
+own_cidrs=()
 
 stop_pid() { # stop_pid PID NAME: SIGTERM, wait up to 30s, then SIGKILL
   local pid=$1 name=$2
@@ -72,6 +73,15 @@ cleanup() {
   if [[ -d $data ]]; then
     "$PEAPOD" reset --data-dir "$data" || rc=1
   fi
+  # peapod reset keeps the cluster and service ranges' unreachable routes
+  # while any other peapod bridge is on the machine, whatever its ranges:
+  # these ranges were this run's alone.
+  local cidr
+  for cidr in "${own_cidrs[@]}"; do
+    if [[ -n $(ip route show type unreachable "$cidr" 2>/dev/null) ]]; then
+      ip route del unreachable "$cidr" && log "removed the unreachable route to $cidr that peapod reset kept"
+    fi
+  done
   if [[ ${KEEP_TMP:-} == 1 ]]; then
     log "kept $tmp"
   else
@@ -110,14 +120,19 @@ api_port=$(free_port)
 kubelet_port=$(free_port)
 while [[ $kubelet_port == "$api_port" ]]; do kubelet_port=$(free_port); done
 node=bench-pods-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-# Ranges of their own, so as not to meet other nodes on this machine.
-cidrs=(--cluster-cidr 10.213.0.0/16 --service-cidr 10.214.0.0/16)
+cidrs=()
+if [[ $SPLIT != 1 ]]; then
+  # Ranges of their own, so as not to meet other peapod nodes on this machine
+  # (a separate `peapod agent` has no flags for them: it assumes the defaults).
+  own_cidrs=(10.213.0.0/16 10.214.0.0/16)
+  cidrs=(--cluster-cidr "${own_cidrs[0]}" --service-cidr "${own_cidrs[1]}")
+fi
 node_flags=(--kubelet-port "$kubelet_port" --node-ip 127.0.0.1 --node-name "$node" --registries "$registries")
 
 if [[ $SPLIT == 1 ]]; then
   log "starting $PEAPOD server --disable-agent on 127.0.0.1:$api_port"
   "$PEAPOD" server --disable-agent --data-dir "$data" --bind-address 127.0.0.1 \
-    --https-listen-port "$api_port" "${cidrs[@]}" >"$tmp/server.log" 2>&1 &
+    --https-listen-port "$api_port" >"$tmp/server.log" 2>&1 &
   server_pid=$!
   for i in $(seq 600); do
     [[ -s $data/token && -s $data/admin.kubeconfig ]] && break

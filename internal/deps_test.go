@@ -50,6 +50,7 @@ var allowedInTests = map[string][]string{
 	"internal/storage/etcdserver": {"internal/storage/bolt", "internal/storage/storagetest"},
 	"internal/image":              {"internal/image/busybox"},
 	"internal/runtime/oci":        {"internal/runtime/runtimetest"},
+	"internal/containerlogs":      {"internal/runtime/oci", "internal/runtime/runtimetest", "internal/runtime/cgroups"},
 }
 
 // TestDependencyDirection checks mechanically that imports between our packages

@@ -12,10 +12,11 @@
 //  2. LOG smaller than MaxSize: nothing to do.
 //  3. Its rotated files LOG.TIMESTAMP[.gz] (TIMESTAMP is 20060102-150405 of
 //     the clock, in local time, as upstream names them) are tidied: leftovers
-//     of an interrupted compression (LOG.TIMESTAMP.tmp, an uncompressed file
-//     next to its .gz) are removed, then the oldest files beyond MaxFiles-2,
-//     then every rotated file still uncompressed is gzipped (TMP, rename,
-//     remove the original).
+//     of an interrupted compression (LOG.TIMESTAMP.gz.tmp, upstream's
+//     LOG.TIMESTAMP.tmp, an uncompressed file next to its .gz) are removed,
+//     then the oldest files beyond MaxFiles-2, then every rotated file still
+//     uncompressed is gzipped (to LOG.TIMESTAMP.gz.tmp, synced, renamed to
+//     LOG.TIMESTAMP.gz, then the original removed).
 //  4. LOG is renamed to LOG.TIMESTAMP and the runtime is asked to reopen the
 //     log: its monitor keeps writing to the renamed file until it opens a
 //     new LOG, and writes whole lines, so no line is lost or split at the

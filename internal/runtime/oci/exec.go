@@ -27,7 +27,7 @@ const execIODelay = 2 * time.Second
 // Exec implements runtime.Execer with `RUNTIME exec` in the foreground: the
 // runtime waits for the command and exits with its status. With a TTY the
 // runtime's own stdio is a pseudo-terminal made here, so that it proxies the
-// container's terminal to it.
+// container's terminal to it; opts.Resize sizes both (see execResizer).
 func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (int, error) {
 	if len(opts.Cmd) == 0 {
 		return -1, fmt.Errorf("oci: exec needs a command: %w", runtime.ErrInvalid)

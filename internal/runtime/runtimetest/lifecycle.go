@@ -24,8 +24,14 @@ func testSandboxLifecycle(t *testing.T, f *Fixture) {
 		st.Hostname != "lifecycle" || st.Labels["app"] != "x" || st.CreatedAt.IsZero() || st.CgroupParent != f.Parent {
 		t.Fatalf("status of a new sandbox = %+v", st)
 	}
-	comm, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(st.Pid), "comm"))
-	if err != nil || strings.TrimSpace(string(comm)) != "catatonit" {
+	// The runtime's start returns once it told the process to run; the
+	// exec of catatonit may come a moment later.
+	var comm []byte
+	err = WaitFor(ctx, waitTimeout, func() (bool, error) {
+		comm, err = os.ReadFile(filepath.Join("/proc", strconv.Itoa(st.Pid), "comm"))
+		return err == nil && strings.TrimSpace(string(comm)) == "catatonit", nil
+	})
+	if err != nil {
 		t.Errorf("infra process %d is %q (%v), want catatonit", st.Pid, comm, err)
 	}
 	hostNet, _ := os.Readlink("/proc/self/ns/net")
