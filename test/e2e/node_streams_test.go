@@ -35,6 +35,7 @@ spec:
     image: busybox:1.36
     command: ["sh"]
     stdin: true
+    stdinOnce: true
   - name: terminal
     image: busybox:1.36
     command: ["sh"]
