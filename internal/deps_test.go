@@ -39,7 +39,7 @@ var allowed = map[string][]string{
 	"internal/runtime/cgroups":     {},
 	"internal/runtime/oci":         {"internal/runtime", "internal/runtime/cgroups"},
 	"internal/runtime/runtimetest": {"internal/runtime", "internal/runtime/cgroups", "internal/testutil"},
-	"internal/testutil":            {"internal/image/busybox"},
+	"internal/testutil":            {},
 	"test/e2e":                     {"internal/image/busybox", "internal/testutil"},
 }
 

@@ -180,7 +180,10 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rec := nodeRecord{NodeName: o.NodeName, ClusterCIDR: o.ClusterCIDR, ServiceCIDR: o.ServiceCIDR, CgroupBase: cgBase}
+	// Each node has its own cgroup root, so that several agents can share a
+	// machine (and a cgroup) and a reset removes only its own node's.
+	cgRoot := filepath.Join(cgBase, "kubepods-"+o.NodeName)
+	rec := nodeRecord{NodeName: o.NodeName, ClusterCIDR: o.ClusterCIDR, ServiceCIDR: o.ServiceCIDR, CgroupRoot: cgRoot}
 	if old, err := readRecord(dirs); err == nil {
 		rec.PodCIDR = old.PodCIDR
 	}
@@ -252,6 +255,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		Network:        netw,
 		Volumes:        volumes{vols},
 		Cgroups:        cg,
+		CgroupRoot:     cgRoot,
 		Clock:          o.Clock,
 		Logger:         log.With("component", "kubelet"),
 	})

@@ -39,8 +39,9 @@ type nodeRecord struct {
 	PodCIDR     string `json:"podCIDR,omitempty"`
 	ClusterCIDR string `json:"clusterCIDR"`
 	ServiceCIDR string `json:"serviceCIDR"`
-	// CgroupBase is the agent's own cgroup; pods live in CgroupBase/kubepods.
-	CgroupBase string `json:"cgroupBase"`
+	// CgroupRoot is the node's cgroup (under the agent's own), holding the
+	// pods' QoS tree.
+	CgroupRoot string `json:"cgroupRoot"`
 }
 
 func (d Dirs) record() string { return filepath.Join(d.Data, "agent", "node.json") }
@@ -132,9 +133,9 @@ func Reset(ctx context.Context, dataDir string, log *slog.Logger) error {
 		}
 		fail("network", err)
 	}
-	if recErr == nil && rec.CgroupBase != "" {
+	if recErr == nil && rec.CgroupRoot != "" {
 		if cg, err := cgroups.LoadHost(); err == nil {
-			fail("cgroups", removeCgroupTree(cg, filepath.Join(rec.CgroupBase, "kubepods")))
+			fail("cgroups", removeCgroupTree(cg, rec.CgroupRoot))
 		}
 	}
 	fail("unmount", unmountUnder(dataDir))

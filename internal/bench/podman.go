@@ -312,7 +312,10 @@ func parsePodmanEvent(line []byte) (pod string, at time.Time, ok bool) {
 	}
 	// kube play names a pod's containers POD-CONTAINER.
 	pod, ok = strings.CutSuffix(ev.Name, "-"+podContainer)
-	return pod, ev.Time, ok
+	if !ok {
+		return "", time.Time{}, false
+	}
+	return pod, ev.Time, true
 }
 
 // startEvents follows podman's event log. Its file backend is polled, so an

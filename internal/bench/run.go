@@ -1,7 +1,3 @@
-// Package bench is `peapod bench`: a client-go benchmark of a Kubernetes API
-// server's pod handling (create throughput and latency, GET latency under
-// load, LIST time, watch fan-out) and of its memory, runnable against a peapod
-// server it starts itself or against any server a kubeconfig names.
 package bench
 
 import (

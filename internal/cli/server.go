@@ -26,6 +26,7 @@ func newServerCommand(s Streams) *cobra.Command {
 	f.IntVar(&o.HTTPSPort, "https-listen-port", o.HTTPSPort, "HTTPS port of the Kubernetes API")
 	f.StringVar(&o.BindAddress, "bind-address", o.BindAddress, "address the Kubernetes API listens on")
 	f.BoolVar(&o.DisableAgent, "disable-agent", o.DisableAgent, "run no node agent in this process (control plane only)")
+	f.BoolVar(&o.DisableScheduler, "disable-scheduler", o.DisableScheduler, "run no scheduler in this process")
 	f.StringVar(&o.DatastoreEndpoint, "datastore-endpoint", o.DatastoreEndpoint,
 		"store: empty for the embedded store in the data dir; etcd://host:port[,...] is reserved for the etcd backend, which is not available yet")
 	f.StringVar(&o.Token, "token", o.Token, "node join token (generated on first start and written to <data-dir>/token when empty)")

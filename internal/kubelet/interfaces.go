@@ -75,8 +75,6 @@ type Volumes interface {
 
 // Cgroups makes the pods' cgroups, nested under the agent's own cgroup.
 type Cgroups interface {
-	// Base is the agent's own cgroup path; every pod cgroup lies below it.
-	Base() (string, error)
 	// Create makes the cgroup path p (absolute, as in an OCI cgroupsPath) in
 	// every hierarchy; Remove removes it when it holds no processes.
 	Create(p string) error

@@ -58,8 +58,11 @@ type Config struct {
 	Network        Network
 	Volumes        Volumes
 	Cgroups        Cgroups
-	Clock          clock.WithTicker
-	Logger         *slog.Logger
+	// CgroupRoot is the absolute cgroup path under which the pods' QoS tree
+	// is made; it must lie under Cgroups.Base() and belong to this node only.
+	CgroupRoot string
+	Clock      clock.WithTicker
+	Logger     *slog.Logger
 	// Workers is how many pods sync at once (default 16).
 	Workers int
 	// Relist is how often container states are compared (default 1 s, as
@@ -98,7 +101,7 @@ const uidIndex = "uid"
 // New checks cfg and builds a Kubelet; Run starts it.
 func New(cfg Config) (*Kubelet, error) {
 	if cfg.Client == nil || cfg.NodeName == "" || cfg.Runtime == nil || cfg.Images == nil ||
-		cfg.Network == nil || cfg.Volumes == nil || cfg.Cgroups == nil || cfg.PodsDir == "" || cfg.LogsDir == "" {
+		cfg.Network == nil || cfg.Volumes == nil || cfg.Cgroups == nil || cfg.CgroupRoot == "" || cfg.PodsDir == "" || cfg.LogsDir == "" {
 		return nil, errors.New("kubelet: incomplete configuration")
 	}
 	if cfg.Logger == nil {

@@ -101,6 +101,11 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (time.Duration, er
 		return 0, k.stopSandboxes(ctx, uid)
 	}
 
+	if d, exceeded := k.pastDeadline(pod); exceeded {
+		return 0, k.failPastDeadline(ctx, pod)
+	} else if d > 0 {
+		defer k.queue.AddAfter(uid, d)
+	}
 	st := &podState{waiting: map[string]waitingState{}}
 	requeue, err := k.reconcile(ctx, pod, st)
 	if serr := k.writeStatus(ctx, pod, st); serr != nil && err == nil {
@@ -112,6 +117,41 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (time.Duration, er
 		requeue = resyncPeriod
 	}
 	return requeue, err
+}
+
+// pastDeadline reports whether the pod has run longer than its
+// activeDeadlineSeconds, or else how long until it will have.
+func (k *Kubelet) pastDeadline(pod *v1.Pod) (time.Duration, bool) {
+	if pod.Spec.ActiveDeadlineSeconds == nil || pod.Status.StartTime == nil {
+		return 0, false
+	}
+	left := pod.Status.StartTime.Add(time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second).Sub(k.clock.Now())
+	return left, left <= 0
+}
+
+// failPastDeadline stops the pod and marks it Failed with reason
+// DeadlineExceeded, as upstream does.
+func (k *Kubelet) failPastDeadline(ctx context.Context, pod *v1.Pod) error {
+	const msg = "Pod was active on the node longer than the specified deadline"
+	k.event(pod, "", v1.EventTypeNormal, "DeadlineExceeded", msg)
+	if err := k.killPod(ctx, pod.UID, pod, ptr.Deref(pod.Spec.TerminationGracePeriodSeconds, 30)); err != nil {
+		return err
+	}
+	st := &podState{waiting: map[string]waitingState{}}
+	if err := k.loadContainers(ctx, pod.UID, st); err != nil {
+		return err
+	}
+	status := k.podStatus(ctx, pod, st)
+	status.Phase, status.Reason, status.Message = v1.PodFailed, "DeadlineExceeded", msg
+	for i, c := range status.Conditions {
+		if c.Type == v1.PodReady || c.Type == v1.ContainersReady {
+			status.Conditions[i].Status, status.Conditions[i].Reason = v1.ConditionFalse, "PodFailed"
+		}
+	}
+	p := pod.DeepCopy()
+	p.Status = *status
+	_, err := k.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	return err
 }
 
 func (k *Kubelet) forget(uid types.UID) {
@@ -329,6 +369,22 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime.S
 	}
 	k.event(pod, fp, v1.EventTypeNormal, "Started", "Started container %s", c.Name)
 	k.pruneInstances(ctx, pod.UID, c.Name)
+	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+		// The container is not Running until its postStart hook returned;
+		// a failing hook kills it, and it restarts as its policy says.
+		grace := ptr.Deref(pod.Spec.TerminationGracePeriodSeconds, 30)
+		hctx, cancel := context.WithTimeout(ctx, time.Duration(max(grace, 1))*time.Second)
+		ip, _, _ := strings.Cut(sb.Annotations[annotationIPs], ",")
+		err := k.runHook(hctx, pod, c, id, ip, c.Lifecycle.PostStart)
+		cancel()
+		if err != nil {
+			k.event(pod, fp, v1.EventTypeWarning, "FailedPostStartHook", "%v", err)
+			st, serr := k.cfg.Runtime.ContainerStatus(ctx, id)
+			if serr == nil {
+				_ = k.killContainer(ctx, pod, st, k.clock.Now().Add(time.Duration(grace)*time.Second), "FailedPostStartHook")
+			}
+		}
+	}
 	return 0, nil
 }
 
@@ -507,34 +563,111 @@ func (k *Kubelet) event(pod *v1.Pod, fieldPath, typ, reason, msgFmt string, args
 	k.recorder.Eventf(ref, typ, reason, msgFmt, args...)
 }
 
-// killPod stops every container of the pod (grace seconds for each to exit
-// after its stop signal) and its sandboxes.
+// killPod stops every container of the pod and its sandboxes: app
+// containers together first, then sidecars in reverse order, each after its
+// preStop hook; grace seconds, counted from the start, bound it all (then
+// SIGKILL).
 func (k *Kubelet) killPod(ctx context.Context, uid types.UID, pod *v1.Pod, grace int64) error {
 	cs, err := k.cfg.Runtime.ListContainers(ctx, runtime.ContainerFilter{Labels: map[string]string{labelPodUID: string(uid)}})
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(cs))
-	for i, c := range cs {
+	deadline := k.clock.Now().Add(time.Duration(grace) * time.Second)
+	var apps, sidecars []*runtime.ContainerStatus
+	for _, c := range cs {
 		if c.State == runtime.ContainerExited {
 			continue
 		}
-		if pod != nil && c.State == runtime.ContainerRunning {
-			k.event(pod, fieldPath(pod, c.Labels[labelContainerName]), v1.EventTypeNormal, "Killing",
-				"Stopping container %s", c.Labels[labelContainerName])
+		if pod != nil && isSidecarName(pod, c.Labels[labelContainerName]) {
+			sidecars = append(sidecars, c)
+		} else {
+			apps = append(apps, c)
 		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(apps))
+	for i, c := range apps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = k.cfg.Runtime.StopContainer(ctx, c.ID, time.Duration(grace)*time.Second, stopSignal(c))
+			errs[i] = k.killContainer(ctx, pod, c, deadline, "")
 		}()
 	}
 	wg.Wait()
+	// Sidecars stop after the app containers, the last started first.
+	slices.SortFunc(sidecars, func(a, b *runtime.ContainerStatus) int {
+		return sidecarIndex(pod, b.Labels[labelContainerName]) - sidecarIndex(pod, a.Labels[labelContainerName])
+	})
+	for _, c := range sidecars {
+		errs = append(errs, k.killContainer(ctx, pod, c, deadline, ""))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	return k.stopSandboxes(ctx, uid)
+}
+
+// killContainer runs the container's preStop hook (when it runs and the pod
+// is known), then stops it with what is left until deadline. message is the
+// Killing event's text ("" for upstream's "Stopping container NAME").
+func (k *Kubelet) killContainer(ctx context.Context, pod *v1.Pod, c *runtime.ContainerStatus, deadline time.Time, message string) error {
+	name := c.Labels[labelContainerName]
+	if pod != nil && c.State == runtime.ContainerRunning {
+		if message == "" {
+			message = "Stopping container " + name
+		}
+		k.event(pod, fieldPath(pod, name), v1.EventTypeNormal, "Killing", "%s", message)
+		if spec := containerSpec(pod, name); spec != nil && spec.Lifecycle != nil && spec.Lifecycle.PreStop != nil {
+			hctx, cancel := context.WithDeadline(ctx, deadline)
+			sb, _ := k.cfg.Runtime.SandboxStatus(ctx, c.SandboxID)
+			ip := ""
+			if sb != nil {
+				ip, _, _ = strings.Cut(sb.Annotations[annotationIPs], ",")
+			}
+			if err := k.runHook(hctx, pod, spec, c.ID, ip, spec.Lifecycle.PreStop); err != nil {
+				k.event(pod, fieldPath(pod, name), v1.EventTypeWarning, "FailedPreStopHook", "%v", err)
+			}
+			cancel()
+		}
+	}
+	remaining := max(deadline.Sub(k.clock.Now()), 0)
+	return k.cfg.Runtime.StopContainer(ctx, c.ID, remaining, stopSignal(c))
+}
+
+// containerSpec finds a container (init, app or ephemeral) of pod by name.
+func containerSpec(pod *v1.Pod, name string) *v1.Container {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == name {
+			return &pod.Spec.InitContainers[i]
+		}
+	}
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == name {
+			return &pod.Spec.Containers[i]
+		}
+	}
+	for i := range pod.Spec.EphemeralContainers {
+		if pod.Spec.EphemeralContainers[i].Name == name {
+			c := v1.Container(pod.Spec.EphemeralContainers[i].EphemeralContainerCommon)
+			return &c
+		}
+	}
+	return nil
+}
+
+func isSidecarName(pod *v1.Pod, name string) bool { return sidecarIndex(pod, name) >= 0 }
+
+// sidecarIndex is the position of sidecar name among the init containers, or -1.
+func sidecarIndex(pod *v1.Pod, name string) int {
+	if pod == nil {
+		return -1
+	}
+	for i := range pod.Spec.InitContainers {
+		if c := &pod.Spec.InitContainers[i]; c.Name == name && isSidecar(c) {
+			return i
+		}
+	}
+	return -1
 }
 
 func stopSignal(c *runtime.ContainerStatus) syscall.Signal {
@@ -599,15 +732,10 @@ func (k *Kubelet) cleanupPod(ctx context.Context, uid types.UID) error {
 	return nil
 }
 
-// podCgroup creates the pod's cgroup in the QoS tree under the agent's own
-// cgroup: BASE/kubepods/pod<uid> (Guaranteed) or
-// BASE/kubepods/{burstable,besteffort}/pod<uid>.
+// podCgroup creates the pod's cgroup in the QoS tree under the node's cgroup
+// root: ROOT/pod<uid> (Guaranteed) or ROOT/{burstable,besteffort}/pod<uid>.
 func (k *Kubelet) podCgroup(pod *v1.Pod) (string, error) {
-	base, err := k.cfg.Cgroups.Base()
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(base, "kubepods")
+	p := k.cfg.CgroupRoot
 	switch v1qos.GetPodQOS(pod) {
 	case v1.PodQOSBurstable:
 		p = filepath.Join(p, "burstable")

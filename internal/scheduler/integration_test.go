@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/rest"
 
 	"github.com/peapod-dev/peapod/internal/testutil"
@@ -21,7 +22,8 @@ import (
 // test ends) and returns its admin config.
 func startServer(t *testing.T) *rest.Config {
 	t.Helper()
-	return testutil.StartServer(t).RESTConfig()
+	// The test runs its own scheduler.
+	return testutil.StartServer(t, "--disable-scheduler").RESTConfig()
 }
 
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
@@ -42,10 +44,19 @@ func createNode(t *testing.T, ctx context.Context, cs kubernetes.Interface, name
 		v1.ResourceCPU: resource.MustParse(cpu), v1.ResourceMemory: resource.MustParse("8Gi"),
 		v1.ResourcePods: resource.MustParse("110"), v1.ResourceEphemeralStorage: resource.MustParse("20Gi"),
 	}
-	n.Status.Capacity, n.Status.Allocatable = rl, rl
-	n.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady",
-		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	got, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+	var got *v1.Node
+	// The server's node IPAM controller writes the new node's pod CIDR at the
+	// same time: retry on conflict, as a kubelet would.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if n, err = cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		n.Status.Capacity, n.Status.Allocatable = rl, rl
+		n.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady",
+			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		got, err = cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
 		t.Fatalf("node %s status: %v", name, err)
 	}
@@ -53,20 +64,20 @@ func createNode(t *testing.T, ctx context.Context, cs kubernetes.Interface, name
 		t.Fatalf("node %s status not stored: %+v", name, got.Status)
 	}
 	// The TaintNodesByCondition admission plugin taints new nodes
-	// node.kubernetes.io/not-ready; upstream's node lifecycle controller lifts it
-	// once the node is Ready. Play that controller's part.
-	var keep []v1.Taint
-	for _, tn := range got.Spec.Taints {
-		if tn.Key != taintNodeNotReady {
-			keep = append(keep, tn)
+	// node.kubernetes.io/not-ready; the server's node lifecycle controller
+	// lifts it once the node is Ready.
+	eventually(t, 30*time.Second, func() error {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
 		}
-	}
-	if len(keep) != len(got.Spec.Taints) {
-		got.Spec.Taints = keep
-		if _, err := cs.CoreV1().Nodes().Update(ctx, got, metav1.UpdateOptions{}); err != nil {
-			t.Fatalf("untaint node %s: %v", name, err)
+		for _, tn := range n.Spec.Taints {
+			if tn.Key == taintNodeNotReady {
+				return fmt.Errorf("node %s still tainted %s", name, tn.Key)
+			}
 		}
-	}
+		return nil
+	})
 }
 
 func TestSchedulerAgainstServer(t *testing.T) {

@@ -42,10 +42,13 @@ const (
 
 // Options are `peapod server`'s settings.
 type Options struct {
-	DataDir           string
-	HTTPSPort         int
-	BindAddress       string
-	DisableAgent      bool
+	DataDir      string
+	HTTPSPort    int
+	BindAddress  string
+	DisableAgent bool
+	// DisableScheduler runs no scheduler in this process (another one binds
+	// pods).
+	DisableScheduler  bool
 	DatastoreEndpoint string
 	Token             string
 	ClusterCIDR       string
@@ -212,9 +215,11 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		debug.FreeOSMemory()
 		log.Info("peapod server ready", "startup", now().Sub(start).Round(time.Millisecond).String(),
 			"kubeconfig", kubeconfig, "api", "https://"+net.JoinHostPort(clientHost(o.BindAddress), strconv.Itoa(o.HTTPSPort)))
-		go func() {
-			errc <- scheduler.Run(runCtx, scheduler.Config{Client: api.LoopbackConfig()}, log.With("component", "scheduler"))
-		}()
+		if !o.DisableScheduler {
+			go func() {
+				errc <- scheduler.Run(runCtx, scheduler.Config{Client: api.LoopbackConfig()}, log.With("component", "scheduler"))
+			}()
+		}
 		if !o.DisableAgent {
 			ao := o.Agent
 			ao.Server, ao.Token, ao.Sign, ao.DataDir = apiURL, token, signNode, dataDir

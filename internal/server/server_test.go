@@ -16,7 +16,6 @@ func TestOptionsValidate(t *testing.T) {
 		{"defaults with --disable-agent", func(*Options) {}, ""},
 		{"etcd endpoint reserved", func(o *Options) { o.DatastoreEndpoint = "etcd://127.0.0.1:2379" }, "etcd backend is not available"},
 		{"other endpoint", func(o *Options) { o.DatastoreEndpoint = "mysql://x" }, "unsupported"},
-		{"agent not yet", func(o *Options) { o.DisableAgent = false }, "--disable-agent"},
 		{"bad port", func(o *Options) { o.HTTPSPort = 70000 }, "--https-listen-port"},
 		{"bad bind", func(o *Options) { o.BindAddress = "localhost" }, "--bind-address"},
 		{"bad cluster cidr", func(o *Options) { o.ClusterCIDR = "10.42.0.0" }, "--cluster-cidr"},

@@ -8,14 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/peapod-dev/peapod/internal/image/busybox"
 )
 
 // RequireNodeTools fails (under CI=true) or skips the test unless everything
@@ -34,42 +31,12 @@ func RequireNodeTools(t testing.TB) {
 	}
 }
 
-var (
-	busyboxOnce sync.Once
-	busyboxTar  string
-	busyboxErr  error
-)
-
-// BusyboxArchive returns an OCI archive of the busybox test image, made once
-// per test process.
-func BusyboxArchive(t testing.TB) string {
-	t.Helper()
-	busyboxOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "peapod-busybox-")
-		if err != nil {
-			busyboxErr = err
-			return
-		}
-		busyboxTar = filepath.Join(dir, "busybox.tar")
-		f, err := os.Create(busyboxTar)
-		if err != nil {
-			busyboxErr = err
-			return
-		}
-		defer f.Close()
-		busyboxErr = busybox.WriteArchive(f, "/bin/busybox")
-	})
-	if busyboxErr != nil {
-		t.Fatalf("busybox image: %v", busyboxErr)
-	}
-	return busyboxTar
-}
-
 // StartNode starts `peapod server` with its node agent (a node of its own name,
 // bridge and kubelet port; node IP 127.0.0.1) in a fresh data dir that holds the
-// busybox image, and waits until the node is Ready. When the test ends the
-// server is stopped and `peapod reset` removes everything it made.
-func StartNode(t testing.TB, extraArgs ...string) *Server {
+// images of archive (an OCI archive or docker save tarball), and waits until the
+// node is Ready. When the test ends the server is stopped and `peapod reset`
+// removes everything it made.
+func StartNode(t testing.TB, archive string, extraArgs ...string) *Server {
 	t.Helper()
 	RequireNodeTools(t)
 	var b [4]byte
@@ -85,7 +52,7 @@ func StartNode(t testing.TB, extraArgs ...string) *Server {
 	}
 	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
 	WriteRegistries(t, filepath.Join(s.DataDir, "registries.yaml"), "http://127.0.0.1:1")
-	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", s.DataDir, BusyboxArchive(t)).CombinedOutput(); err != nil {
+	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", s.DataDir, archive).CombinedOutput(); err != nil {
 		t.Fatalf("load busybox: %v\n%s", err, out)
 	}
 	t.Cleanup(func() {

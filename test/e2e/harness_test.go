@@ -4,9 +4,13 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/peapod-dev/peapod/internal/image/busybox"
 	"github.com/peapod-dev/peapod/internal/testutil"
 )
 
@@ -35,7 +39,38 @@ func tail(s string, n int) string { return testutil.Tail(s, n) }
 func StartNode(t testing.TB, extraArgs ...string) *Server {
 	t.Helper()
 	kubectl := testutil.RequireTool(t, "kubectl", "KUBECTL")
-	s := testutil.StartNode(t, extraArgs...)
+	s := testutil.StartNode(t, BusyboxArchive(t), extraArgs...)
 	s.Kubectl = kubectl
 	return s
+}
+
+var (
+	busyboxOnce sync.Once
+	busyboxTar  string
+	busyboxErr  error
+)
+
+// BusyboxArchive returns an OCI archive of the busybox test image (made from
+// Debian's busybox-static), made once per test process.
+func BusyboxArchive(t testing.TB) string {
+	t.Helper()
+	busyboxOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "peapod-busybox-")
+		if err != nil {
+			busyboxErr = err
+			return
+		}
+		busyboxTar = filepath.Join(dir, "busybox.tar")
+		f, err := os.Create(busyboxTar)
+		if err != nil {
+			busyboxErr = err
+			return
+		}
+		defer f.Close()
+		busyboxErr = busybox.WriteArchive(f, "/bin/busybox")
+	})
+	if busyboxErr != nil {
+		t.Fatalf("busybox image: %v", busyboxErr)
+	}
+	return busyboxTar
 }

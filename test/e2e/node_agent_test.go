@@ -82,17 +82,18 @@ spec:
 	}
 }
 
-// A second node joins with the token as a separate `peapod agent`, gets its own
-// credentials, heartbeats through its Lease and runs the pods bound to it.
+// A second node joins with the token as a separate `peapod agent` on the same
+// machine (its own name, data dir, port and bridge), gets its own credentials,
+// heartbeats through its Lease and runs the pods bound to it; pods on the two
+// nodes reach each other.
 func TestNodeAgentJoins(t *testing.T) {
-	testutil.RequireNodeTools(t)
-	s := StartServer(t)
+	s := StartNode(t)
 	token, err := os.ReadFile(filepath.Join(s.DataDir, "token"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", dir, testutil.BusyboxArchive(t)).CombinedOutput(); err != nil {
+	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", dir, BusyboxArchive(t)).CombinedOutput(); err != nil {
 		t.Fatalf("image load: %v %s", err, out)
 	}
 	server := "https://127.0.0.1:" + strconv.Itoa(s.Port)
@@ -126,8 +127,42 @@ func TestNodeAgentJoins(t *testing.T) {
 	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != "joiner" || lease.Spec.RenewTime == nil {
 		t.Errorf("node lease: %+v %v", lease, err)
 	}
-	s.MustKubectl("run", "on-joiner", "--image=busybox:1.36", "--restart=Never", "--command", "--", "sleep", "3600")
-	waitReady(t, s, "on-joiner")
+	s.MustKubectlIn(`apiVersion: v1
+kind: Pod
+metadata: {name: on-joiner}
+spec:
+  nodeSelector: {kubernetes.io/hostname: joiner}
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sh", "-c", "mkdir /www && echo from-joiner > /www/index.html && exec httpd -f -p 8080 -h /www"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: on-server}
+spec:
+  nodeSelector: {kubernetes.io/hostname: `+s.NodeName+`}
+  containers:
+  - {name: c, image: "busybox:1.36", command: [sleep, "3600"]}
+`, "create", "-f", "-")
+	waitReady(t, s, "on-joiner", "on-server")
+	ip := s.MustKubectl("get", "pod", "on-joiner", "-o", "jsonpath={.status.podIP}")
+	serverCIDR := s.MustKubectl("get", "node", s.NodeName, "-o", "jsonpath={.spec.podCIDR}")
+	joinerCIDR := s.MustKubectl("get", "node", "joiner", "-o", "jsonpath={.spec.podCIDR}")
+	if serverCIDR == joinerCIDR {
+		t.Errorf("both nodes got pod CIDR %s", serverCIDR)
+	}
+	Eventually(t, 10*time.Second, func() error {
+		r := s.KubectlRun("", "exec", "on-server", "--", "timeout", "5", "wget", "-q", "-O", "-", "http://"+ip+":8080/")
+		if r.Stdout != "from-joiner\n" {
+			return fmt.Errorf("cross-node pod to pod: %q %v %s", r.Stdout, r.Err, r.Stderr)
+		}
+		return nil
+	})
+	// The image store can be changed while the agent runs.
+	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", dir, BusyboxArchive(t)).CombinedOutput(); err != nil {
+		t.Errorf("image load while the agent runs: %v %s", err, out)
+	}
 	if node := s.MustKubectl("get", "pod", "on-joiner", "-o", "jsonpath={.spec.nodeName}"); node != "joiner" {
 		t.Errorf("pod landed on %q", node)
 	}
@@ -228,7 +263,7 @@ func TestNodeSurvivesServerOutage(t *testing.T) {
 	}
 	dir, signal := t.TempDir(), t.TempDir()
 	testutil.WriteRegistries(t, filepath.Join(dir, "registries.yaml"), "http://127.0.0.1:1")
-	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", dir, testutil.BusyboxArchive(t)).CombinedOutput(); err != nil {
+	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", dir, BusyboxArchive(t)).CombinedOutput(); err != nil {
 		t.Fatalf("image load: %v %s", err, out)
 	}
 	startAgent(t, s, dir, []string{"agent", "--server", "https://127.0.0.1:" + strconv.Itoa(s.Port), "--token", strings.TrimSpace(string(token)),
