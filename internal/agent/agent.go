@@ -78,7 +78,11 @@ type Options struct {
 	// log (upstream's kubelet defaults: 10Mi, 5 files).
 	ContainerLogMaxSize  int64
 	ContainerLogMaxFiles int
-	Clock                clock.WithTicker
+	// RestartBackOff and MaxRestartBackOff override the restart back-off
+	// (10 s doubling to 300 s) for tests.
+	RestartBackOff    time.Duration
+	MaxRestartBackOff time.Duration
+	Clock             clock.WithTicker
 }
 
 // DefaultOptions are upstream-like defaults.
@@ -238,26 +242,28 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		return writeRecord(dirs, rec)
 	}}
 	k, err := kubelet.New(kubelet.Config{
-		Client:         client,
-		NodeName:       o.NodeName,
-		NodeIPs:        o.NodeIPs,
-		Hostname:       o.Hostname,
-		Labels:         o.Labels,
-		MaxPods:        o.MaxPods,
-		KubeletPort:    int32(o.KubeletPort),
-		ClusterDNS:     net.ParseIP(o.ClusterDNS),
-		PodsDir:        dirs.Pods(),
-		LogsDir:        dirs.Logs(),
-		DataDir:        o.DataDir,
-		Runtime:        rt,
-		RuntimeVersion: runtimeVersion(o.ContainerRuntime),
-		Images:         images,
-		Network:        netw,
-		Volumes:        volumes{vols},
-		Cgroups:        cg,
-		CgroupRoot:     cgRoot,
-		Clock:          o.Clock,
-		Logger:         log.With("component", "kubelet"),
+		Client:            client,
+		NodeName:          o.NodeName,
+		NodeIPs:           o.NodeIPs,
+		Hostname:          o.Hostname,
+		Labels:            o.Labels,
+		MaxPods:           o.MaxPods,
+		KubeletPort:       int32(o.KubeletPort),
+		ClusterDNS:        net.ParseIP(o.ClusterDNS),
+		PodsDir:           dirs.Pods(),
+		LogsDir:           dirs.Logs(),
+		DataDir:           o.DataDir,
+		Runtime:           rt,
+		RuntimeVersion:    runtimeVersion(o.ContainerRuntime),
+		Images:            images,
+		Network:           netw,
+		Volumes:           volumes{vols},
+		Cgroups:           cg,
+		CgroupRoot:        cgRoot,
+		Clock:             o.Clock,
+		Logger:            log.With("component", "kubelet"),
+		RestartBackOff:    o.RestartBackOff,
+		MaxRestartBackOff: o.MaxRestartBackOff,
 	})
 	if err != nil {
 		return err

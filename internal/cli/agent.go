@@ -46,6 +46,10 @@ func addNodeFlags(f *pflag.FlagSet, o *agent.Options) {
 	f.StringToStringVar(&o.Labels, "node-label", o.Labels, "extra node labels, key=value (repeatable)")
 	f.Var(quantityValue{&o.ContainerLogMaxSize}, "container-log-max-size", "size at which a container's log is rotated (e.g. 10Mi)")
 	f.IntVar(&o.ContainerLogMaxFiles, "container-log-max-files", o.ContainerLogMaxFiles, "most log files kept per container, the current one included")
+	f.DurationVar(&o.RestartBackOff, "restart-backoff", 0, "first wait before restarting a failed container or pulling again (default 10s; for tests)")
+	f.DurationVar(&o.MaxRestartBackOff, "max-restart-backoff", 0, "longest such wait (default 5m; for tests)")
+	_ = f.MarkHidden("restart-backoff")
+	_ = f.MarkHidden("max-restart-backoff")
 	f.StringVar(&o.RegistriesFile, "registries", o.RegistriesFile, "registries.yaml with mirrors, rewrites and credentials (used when it exists)")
 }
 

@@ -122,7 +122,7 @@ its figures are then the medians over them.`,
 
 func newBenchPodsCommand(s Streams) *cobra.Command {
 	o := bench.DefaultPodsOptions()
-	var out string
+	var out, from string
 	var markdown bool
 	cmd := &cobra.Command{
 		Use:   "pods",
@@ -136,9 +136,14 @@ too, on podman's own storage in a temporary directory and in namespaces of
 its own, and the table shows both.
 
 --kubeconfig names a running peapod server whose node runs the pods (see
-hack/bench-pods.sh, which starts one); without it only podman is measured.`,
+hack/bench-pods.sh, which starts one); without it only podman is measured.
+--from prints the table of earlier runs' --out files instead of measuring:
+with several (rounds of the same runs), each figure is their median.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from != "" {
+				return reportPods(s, from, out, markdown)
+			}
 			if o.DataDir == "" && o.Kubeconfig != "" {
 				o.DataDir = filepath.Dir(o.Kubeconfig)
 			}
@@ -158,12 +163,37 @@ hack/bench-pods.sh, which starts one); without it only podman is measured.`,
 	f.StringVar(&o.DataDir, "data-dir", "", "the agent's data dir, to find its pods' conmon processes (default: the kubeconfig's directory)")
 	f.IntVar(&o.Count, "count", o.Count, "pods created one after another (and running when memory is sampled)")
 	f.IntSliceVar(&o.AtOnce, "parallel", o.AtOnce, "sizes of the batches of pods created at once")
+	f.IntVar(&o.DeleteCount, "delete-count", o.DeleteCount, "how many of the --count pods are deleted one after another (the rest at once, not measured)")
 	f.StringVar(&o.Podman, "podman", "", `podman binary to measure as the peer (e.g. "podman"); empty for none`)
 	f.StringVar(&o.Image, "image", "", "busybox:1.36 image archive for podman to load (hack/busybox-image.sh makes one)")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long each batch may take")
 	f.StringVar(&out, "out", "", `also write the result as JSON to this file ("-": JSON to stdout instead of the table)`)
 	f.BoolVar(&markdown, "markdown", false, "print the table as Markdown")
+	f.StringVar(&from, "from", "", "measure nothing: print the table of these --out files (comma-separated rounds: medians)")
 	return cmd
+}
+
+// reportPods prints the table of the results in the comma-separated files,
+// their medians when there are several.
+func reportPods(s Streams, files, out string, markdown bool) error {
+	var rs []*bench.PodsResult
+	var errs []error
+	for _, path := range strings.Split(files, ",") {
+		r, err := bench.ReadPodsResult(path)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rs = append(rs, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	res, err := bench.MedianPodsResults(rs)
+	if err != nil {
+		return err
+	}
+	return writePodsResult(s, res, out, markdown)
 }
 
 func writePodsResult(s Streams, res *bench.PodsResult, out string, markdown bool) error {

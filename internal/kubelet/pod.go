@@ -98,6 +98,7 @@ func (k *Kubelet) syncPod(ctx context.Context, uid types.UID) (time.Duration, er
 	if pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
 		// Terminal: nothing restarts; the sandbox and its network go, the
 		// containers' records (logs) stay until the pod is deleted.
+		k.prober.RemovePod(uid)
 		return 0, k.stopSandboxes(ctx, uid)
 	}
 
@@ -155,6 +156,7 @@ func (k *Kubelet) failPastDeadline(ctx context.Context, pod *v1.Pod) error {
 }
 
 func (k *Kubelet) forget(uid types.UID) {
+	k.prober.RemovePod(uid)
 	k.mu.Lock()
 	delete(k.lastPods, uid)
 	delete(k.startTimes, uid)
@@ -190,6 +192,11 @@ func (k *Kubelet) reconcile(ctx context.Context, pod *v1.Pod, st *podState) (tim
 	st.sandbox = sb
 	if err := k.loadContainers(ctx, pod.UID, st); err != nil {
 		return 0, err
+	}
+	if k.killUnhealthy(ctx, pod, st) {
+		if err := k.loadContainers(ctx, pod.UID, st); err != nil {
+			return 0, err
+		}
 	}
 
 	var requeue time.Duration
@@ -265,6 +272,7 @@ func (k *Kubelet) reconcile(ctx context.Context, pod *v1.Pod, st *podState) (tim
 	if err := k.loadContainers(ctx, pod.UID, st); err != nil {
 		return requeue, err
 	}
+	k.updateProbes(pod, st)
 	return requeue, nil
 }
 

@@ -110,8 +110,9 @@ func (k *Kubelet) containerStatus(ctx context.Context, pod *v1.Pod, c *v1.Contai
 		switch cur.State {
 		case runtime.ContainerRunning:
 			cs.State.Running = &v1.ContainerStateRunning{StartedAt: metav1.NewTime(cur.StartedAt)}
-			cs.Ready = true
-			cs.Started = ptrTo(true)
+			started := k.prober.Started(pod.UID, c.Name)
+			cs.Started = ptrTo(started)
+			cs.Ready = started && k.prober.Ready(pod.UID, c.Name)
 		case runtime.ContainerCreated:
 			cs.State.Waiting = &v1.ContainerStateWaiting{Reason: "ContainerCreating"}
 			cs.Started = ptrTo(false)
