@@ -226,7 +226,14 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rt, err := oci.New(oci.Config{StateDir: dirs.Runtime(), Runtime: o.ContainerRuntime, Cgroups: cg, Logger: log.With("component", "runtime")})
+	// RuntimeClass handlers: every OCI runtime installed here, by name.
+	handlers := map[string]string{}
+	for _, name := range []string{"runc", "crun"} {
+		if p, err := exec.LookPath(name); err == nil {
+			handlers[name] = p
+		}
+	}
+	rt, err := oci.New(oci.Config{StateDir: dirs.Runtime(), Runtime: o.ContainerRuntime, Handlers: handlers, Cgroups: cg, Logger: log.With("component", "runtime")})
 	if err != nil {
 		return err
 	}

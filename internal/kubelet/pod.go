@@ -268,6 +268,29 @@ func (k *Kubelet) reconcile(ctx context.Context, pod *v1.Pod, st *podState) (tim
 			}
 		}
 	}
+	// Ephemeral containers (kubectl debug) run once, never restarted.
+	for i := range pod.Spec.EphemeralContainers {
+		ec := &pod.Spec.EphemeralContainers[i]
+		if len(st.containers[ec.Name]) > 0 {
+			continue
+		}
+		c := v1.Container(ec.EphemeralContainerCommon)
+		target := ""
+		if ec.TargetContainerName != "" {
+			cur := st.current(ec.TargetContainerName, sb.ID)
+			if cur == nil || cur.State != runtime.ContainerRunning {
+				st.waiting[ec.Name] = waitingState{"ContainerCreating", "waiting for target container " + ec.TargetContainerName}
+				later(time.Second)
+				continue
+			}
+			target = cur.ID
+		}
+		d, err := k.startContainerWith(ctx, pod, sb, &c, kindEphemeral, st, 0, target)
+		later(d)
+		if err != nil {
+			k.log.Warn("starting ephemeral container", "pod", format.Pod(pod), "container", ec.Name, "err", err)
+		}
+	}
 	// What started above is reported as it is now.
 	if err := k.loadContainers(ctx, pod.UID, st); err != nil {
 		return requeue, err
@@ -338,8 +361,25 @@ func (k *Kubelet) restartContainer(ctx context.Context, pod *v1.Pod, sb *runtime
 	return k.startContainer(ctx, pod, sb, c, init, st, prev.Attempt+1)
 }
 
+// Container kinds, as recorded on the runtime's containers.
+const (
+	kindApp       = ""
+	kindInit      = "init"
+	kindEphemeral = "ephemeral"
+)
+
 // startContainer pulls the image, creates and starts one container instance.
 func (k *Kubelet) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime.SandboxStatus, c *v1.Container, init bool, st *podState, attempt uint32) (time.Duration, error) {
+	kind := kindApp
+	if init {
+		kind = kindInit
+	}
+	return k.startContainerWith(ctx, pod, sb, c, kind, st, attempt, "")
+}
+
+// startContainerWith is startContainer for any kind of container; target is
+// the runtime ID of the container whose PID namespace it joins ("" for none).
+func (k *Kubelet) startContainerWith(ctx context.Context, pod *v1.Pod, sb *runtime.SandboxStatus, c *v1.Container, kind string, st *podState, attempt uint32, target string) (time.Duration, error) {
 	fp := fieldPath(pod, c.Name)
 	if d, ok := k.ensureImage(ctx, pod, c, fp, st); !ok {
 		return d, nil
@@ -359,9 +399,10 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime.S
 		return 5 * time.Second, nil
 	}
 	cc.Annotations[annotationHolder] = holder
-	if init {
-		cc.Annotations[annotationKind] = "init"
+	if kind != kindApp {
+		cc.Annotations[annotationKind] = kind
 	}
+	cc.TargetContainerID = target
 	id, err := k.cfg.Runtime.CreateContainer(ctx, sb.ID, *cc)
 	if err != nil {
 		_ = k.cfg.Images.Release(holder)
@@ -476,8 +517,16 @@ func (k *Kubelet) ensureSandbox(ctx context.Context, pod *v1.Pod, cgroup string)
 			sysctls[s.Name] = s.Value
 		}
 	}
+	handler, err := k.runtimeHandler(ctx, pod)
+	if err != nil {
+		if !pod.Spec.HostNetwork {
+			_ = k.cfg.Network.Teardown(ctx, netID)
+		}
+		return nil, err
+	}
 	cfg := runtime.SandboxConfig{
-		Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID), Attempt: attempt,
+		RuntimeHandler: handler,
+		Name:           pod.Name, Namespace: pod.Namespace, UID: string(pod.UID), Attempt: attempt,
 		Hostname: podHostname(pod),
 		Labels: map[string]string{
 			labelPodUID: string(pod.UID), labelPodName: pod.Name, labelPodNamespace: pod.Namespace,
@@ -557,6 +606,11 @@ func fieldPath(pod *v1.Pod, name string) string {
 	for _, c := range pod.Spec.InitContainers {
 		if c.Name == name {
 			return "spec.initContainers{" + name + "}"
+		}
+	}
+	for _, c := range pod.Spec.EphemeralContainers {
+		if c.Name == name {
+			return "spec.ephemeralContainers{" + name + "}"
 		}
 	}
 	return "spec.containers{" + name + "}"
@@ -755,4 +809,19 @@ func (k *Kubelet) podCgroup(pod *v1.Pod) (string, error) {
 		return "", err
 	}
 	return p, nil
+}
+
+// runtimeHandler resolves the pod's RuntimeClass to its runtime handler.
+func (k *Kubelet) runtimeHandler(ctx context.Context, pod *v1.Pod) (string, error) {
+	if pod.Spec.RuntimeClassName == nil || *pod.Spec.RuntimeClassName == "" {
+		return "", nil
+	}
+	rc, err := k.client.NodeV1().RuntimeClasses().Get(ctx, *pod.Spec.RuntimeClassName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("RuntimeClass %q not found", *pod.Spec.RuntimeClassName)
+	}
+	if err != nil {
+		return "", err
+	}
+	return rc.Handler, nil
 }

@@ -377,6 +377,10 @@ func (k *Kubelet) resources(pod *v1.Pod, c *v1.Container) runtime.Resources {
 	return r
 }
 
+// seccompDir is where Localhost seccomp profiles are looked up, as upstream's
+// kubelet does under its root directory.
+const seccompDir = "/var/lib/kubelet/seccomp"
+
 // securityFor resolves the container's user and privileges.
 func securityFor(pod *v1.Pod, c *v1.Container, lower []string, imageUser string) (runtime.SecurityContext, error) {
 	var sec runtime.SecurityContext
@@ -454,6 +458,22 @@ func securityFor(pod *v1.Pod, c *v1.Container, lower []string, imageUser string)
 		}
 	}
 	sec.NoNewPrivileges = csc.AllowPrivilegeEscalation != nil && !*csc.AllowPrivilegeEscalation
+	sp := csc.SeccompProfile
+	if sp == nil {
+		sp = psc.SeccompProfile
+	}
+	if sp != nil {
+		switch sp.Type {
+		case v1.SeccompProfileTypeRuntimeDefault:
+			sec.Seccomp.Type = runtime.SeccompRuntimeDefault
+		case v1.SeccompProfileTypeLocalhost:
+			sec.Seccomp.Type = runtime.SeccompLocalhost
+			sec.Seccomp.LocalhostProfile = filepath.Join(seccompDir, ptr.Deref(sp.LocalhostProfile, ""))
+		default:
+			sec.Seccomp.Type = runtime.SeccompUnconfined
+		}
+	}
+	sec.UnmaskedProc = csc.ProcMount != nil && *csc.ProcMount == v1.UnmaskedProcMount
 	return sec, nil
 }
 

@@ -84,6 +84,16 @@ func (k *Kubelet) podStatus(ctx context.Context, pod *v1.Pod, st *podState) *v1.
 	for i := range pod.Spec.Containers {
 		s.ContainerStatuses = append(s.ContainerStatuses, k.containerStatus(ctx, pod, &pod.Spec.Containers[i], st, false, initDone))
 	}
+	s.EphemeralContainerStatuses = nil
+	for i := range pod.Spec.EphemeralContainers {
+		c := v1.Container(pod.Spec.EphemeralContainers[i].EphemeralContainerCommon)
+		cs := k.containerStatus(ctx, pod, &c, st, false, true)
+		cs.Ready, cs.Started = false, nil
+		if cs.State.Running != nil {
+			cs.Started = ptrTo(true)
+		}
+		s.EphemeralContainerStatuses = append(s.EphemeralContainerStatuses, cs)
+	}
 	s.Phase = phase(pod, s.InitContainerStatuses, s.ContainerStatuses)
 	k.setConditions(pod, s, st)
 	return s

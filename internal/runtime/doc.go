@@ -8,9 +8,10 @@
 //
 // A sandbox is the pod's environment: the namespaces its containers share
 // (network, IPC and UTS, and the PID namespace when asked), its /dev/shm, and
-// the cgroup parent under which its containers' cgroups are made. A sandbox is
-// created ready and lives until it is stopped; a stopped sandbox keeps its
-// record until it is removed.
+// the cgroup parent under which its containers' cgroups are made, and the
+// runtime handler (a RuntimeClass's) that runs it and all its containers. A
+// sandbox is created ready and lives until it is stopped; a stopped sandbox
+// keeps its record until it is removed.
 //
 // A container belongs to exactly one sandbox and goes through the states
 //

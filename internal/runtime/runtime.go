@@ -163,6 +163,13 @@ type SandboxConfig struct {
 	Sysctls map[string]string
 	// Privileged lets privileged containers run in the sandbox.
 	Privileged bool
+	// RuntimeHandler (a RuntimeClass's handler) picks the OCI runtime the
+	// sandbox and every container in it run with; "" is the runtime's
+	// default. The choice is kept with the sandbox, so that it holds across
+	// restarts of the runtime. A handler the runtime is not configured with
+	// is ErrInvalid, with upstream containerd's words in the message:
+	// no runtime for "NAME" is configured.
+	RuntimeHandler string
 }
 
 // Rootfs is a container's root filesystem: either Dir, a directory used as
@@ -232,6 +239,41 @@ type SecurityContext struct {
 	// NoNewPrivileges sets no_new_privs (Kubernetes: allowPrivilegeEscalation
 	// false).
 	NoNewPrivileges bool
+	// Seccomp is the container's seccomp profile (Kubernetes'
+	// seccompProfile); the zero value is Unconfined, what Kubernetes runs
+	// when a pod names none. Privileged containers get no profile whatever
+	// it says (as upstream). The profile applies to Exec'd processes too.
+	Seccomp SeccompProfile
+	// UnmaskedProc is Kubernetes' procMount: Unmasked: the container gets
+	// no masked and no read-only paths (upstream's kubelet then passes
+	// empty lists, which drops the /sys ones too); /proc is mounted whole
+	// and writable where the kernel allows.
+	UnmaskedProc bool
+}
+
+// SeccompType is the kind of a seccomp profile, with Kubernetes' names.
+type SeccompType string
+
+const (
+	// SeccompUnconfined (or "") applies no seccomp filter.
+	SeccompUnconfined SeccompType = "Unconfined"
+	// SeccompRuntimeDefault applies the runtime's default profile (for
+	// package oci, moby's default profile, as Docker and containerd use):
+	// syscalls it does not allow fail with EPERM.
+	SeccompRuntimeDefault SeccompType = "RuntimeDefault"
+	// SeccompLocalhost applies the profile in the file LocalhostProfile.
+	SeccompLocalhost SeccompType = "Localhost"
+)
+
+// SeccompProfile selects a container's seccomp filter.
+type SeccompProfile struct {
+	Type SeccompType
+	// LocalhostProfile is, with SeccompLocalhost, the absolute path of a
+	// JSON profile on the node in the OCI runtime-spec or Docker format
+	// (Kubernetes' localhostProfile resolved against the kubelet's seccomp
+	// directory). It is read when the container is created; a missing or
+	// malformed file is ErrInvalid.
+	LocalhostProfile string
 }
 
 // ContainerConfig describes a container.
@@ -266,6 +308,15 @@ type ContainerConfig struct {
 	Resources Resources
 	Rlimits   []Rlimit
 	Security  SecurityContext
+	// TargetContainerID makes the container join the PID namespace of
+	// another container of the same sandbox (the namespace of that
+	// container's main process), as an ephemeral container with
+	// targetContainerName does, instead of the pod's or one of its own. The
+	// target must be running when the container is created
+	// (ErrFailedPrecondition otherwise, also when it is unknown); a target
+	// in another sandbox is ErrInvalid. With HostPID the target's namespace
+	// is the host's.
+	TargetContainerID string
 }
 
 // SandboxState is a sandbox's state.
@@ -297,6 +348,9 @@ type SandboxStatus struct {
 	// network plugins.
 	NetNSPath    string
 	CgroupParent string
+	// RuntimeHandler is the handler the sandbox runs with
+	// (SandboxConfig.RuntimeHandler).
+	RuntimeHandler string
 }
 
 // ContainerState is a container's state.

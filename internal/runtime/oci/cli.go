@@ -3,6 +3,8 @@ package oci
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,12 +18,15 @@ import (
 	"github.com/peapod-dev/peapod/internal/runtime/cgroups"
 )
 
-// ociCLI runs the OCI runtime's commands.
+// ociCLI runs the commands of one runtime handler's OCI runtime.
 type ociCLI struct {
-	path string
-	// createPath is what conmon runs to create containers: path, or the
-	// wrapper that hides cgroup2 from crun on hybrid hosts.
+	// handler is the handler's name ("" for the default).
+	handler string
+	path    string
+	// createPath is what conmon runs to create containers: path, or (with
+	// hide) the wrapper that hides cgroup2 from crun on hybrid hosts.
 	createPath string
+	hide       bool
 	// root is the runtime's --root.
 	root   string
 	flavor string
@@ -144,7 +149,7 @@ exec %[2]s --mount --propagation slave -- %[1]s -c 'umount -l %[3]s || exit 125;
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("oci: %w", err)
 	}
-	path := filepath.Join(dir, "crun-hybrid")
+	path := wrapperPath(dir, crun)
 	if old, err := os.ReadFile(path); err == nil && string(old) == script {
 		return path, nil
 	}
@@ -156,6 +161,14 @@ exec %[2]s --mount --propagation slave -- %[1]s -c 'umount -l %[3]s || exit 125;
 		return "", fmt.Errorf("oci: %w", err)
 	}
 	return path, nil
+}
+
+// wrapperPath is the create wrapper of the OCI runtime binary crun in dir:
+// DIR/NAME-hybrid-HASH, one per binary (handlers may name different ones),
+// so that a wrapper's content never changes while containers record it.
+func wrapperPath(dir, crun string) string {
+	sum := sha256.Sum256([]byte(crun))
+	return filepath.Join(dir, filepath.Base(crun)+"-hybrid-"+hex.EncodeToString(sum[:4]))
 }
 
 func shellQuote(s string) string {

@@ -37,6 +37,16 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, dir string) 
 		ctx, cancel = context.WithTimeout(ctx, createTimeout)
 		defer cancel()
 	}
+	cli := r.cliFor(rec)
+	if cli.hide {
+		// Written by New for the configured handlers; again here for a
+		// handler that is no longer configured (or a removed file).
+		if _, err := os.Stat(cli.createPath); err != nil {
+			if _, err := writeCreateWrapper(filepath.Join(r.state, "bin"), cli.path, r.cg); err != nil {
+				return err
+			}
+		}
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("oci: %w", err)
@@ -55,8 +65,8 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, dir string) 
 	args := []string{
 		"--api-version", "1",
 		"-c", rec.ID, "-u", rec.ID, "-n", name,
-		"-r", r.cli.createPath,
-		"--runtime-arg", "--root", "--runtime-arg", r.cli.root,
+		"-r", cli.createPath,
+		"--runtime-arg", "--root", "--runtime-arg", cli.root,
 		"-b", dir,
 		"-p", filepath.Join(dir, "container.pid"),
 		"-P", filepath.Join(dir, "conmon.pid"),
@@ -94,7 +104,7 @@ func (r *Runtime) launch(ctx context.Context, rec *containerRecord, dir string) 
 		return fmt.Errorf("oci: waiting for conmon to create the container: %w (conmon: %s)", err, readSmall(out.Name()))
 	}
 	if msg.Data <= 0 {
-		return fmt.Errorf("oci: %s create failed: %s", r.cli.flavor, strings.TrimSpace(msg.Message))
+		return fmt.Errorf("oci: %s create failed: %s", cli.flavor, strings.TrimSpace(msg.Message))
 	}
 	rec.Pid = msg.Data
 	start, ok := pidStart(rec.Pid)

@@ -49,6 +49,12 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 				cfg.Name, cfg.Attempt, sandboxID, s.ID, runtime.ErrAlreadyExists)
 		}
 	}
+	var target *containerRecord
+	if cfg.TargetContainerID != "" {
+		if target, err = r.runningTarget(sandboxID, cfg.TargetContainerID); err != nil {
+			return "", err
+		}
+	}
 
 	id := newID()
 	// Status and list calls wait until the container is created (or gone).
@@ -60,7 +66,8 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 	rec := &containerRecord{
 		ID: id, SandboxID: sandboxID, Config: cfg, CreatedAt: time.Now(), LogPath: cfg.LogPath,
 		CgroupPath: cgroupParent(sb, r.cgBase) + "/" + id,
-		OwnPIDNS:   !sb.Config.SharePID && !sb.Config.HostPID,
+		OwnPIDNS:   !sb.Config.SharePID && !sb.Config.HostPID && target == nil,
+		Runtime:    infra.Runtime,
 	}
 	if rec.LogPath == "" {
 		rec.LogPath = filepath.Join(dir, "container.log")
@@ -92,7 +99,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 	if err := os.MkdirAll(filepath.Dir(rec.LogPath), 0o755); err != nil {
 		return "", fmt.Errorf("oci: %w", err)
 	}
-	spec, err := r.containerSpec(sb, infra, rec, rootPath)
+	spec, err := r.containerSpec(sb, infra, target, rec, rootPath)
 	if err != nil {
 		return "", err
 	}
@@ -102,12 +109,42 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 	if err := r.launch(ctx, rec, dir); err != nil {
 		return "", err
 	}
+	if target != nil && !alive(target.Pid, target.PidStart) {
+		// The target exited meanwhile: its PID, and so the namespace path,
+		// may have named another process by the time the runtime used it.
+		return "", fmt.Errorf("oci: target container %s exited while %q was created: %w",
+			target.ID, cfg.Name, runtime.ErrFailedPrecondition)
+	}
 	if err := writeJSON(filepath.Join(dir, containerFile), rec); err != nil {
 		return "", err
 	}
 	created = true
 	r.log.Debug("container created", "id", id, "sandbox", sandboxID, "name", cfg.Name, "pid", rec.Pid)
 	return id, nil
+}
+
+// runningTarget is the record of a running container whose PID namespace
+// a new container of sandboxID joins (TargetContainerID).
+func (r *Runtime) runningTarget(sandboxID, id string) (*containerRecord, error) {
+	rec, dir, unlock, err := r.lockContainer(id)
+	if errors.Is(err, runtime.ErrNotFound) {
+		return nil, fmt.Errorf("oci: target container %q does not exist: %w", id, runtime.ErrFailedPrecondition)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if rec.SandboxID != sandboxID {
+		return nil, fmt.Errorf("oci: target container %s belongs to sandbox %s, not %s: %w", id, rec.SandboxID, sandboxID, runtime.ErrInvalid)
+	}
+	st, err := r.statusLocked(rec, dir)
+	if err != nil {
+		return nil, err
+	}
+	if st.State != runtime.ContainerRunning {
+		return nil, fmt.Errorf("oci: target container %s is %s, not running: %w", id, st.State, runtime.ErrFailedPrecondition)
+	}
+	return rec, nil
 }
 
 func validateContainer(cfg runtime.ContainerConfig) error {
@@ -140,8 +177,9 @@ func cgroupParent(sb *sandboxRecord, base string) string {
 }
 
 // containerSpec builds an app container's spec: it joins the infra's
-// namespaces as the sandbox's options say.
-func (r *Runtime) containerSpec(sb *sandboxRecord, infra, rec *containerRecord, rootPath string) (*specs.Spec, error) {
+// namespaces as the sandbox's options say, and target's PID namespace when
+// target is not nil.
+func (r *Runtime) containerSpec(sb *sandboxRecord, infra, target, rec *containerRecord, rootPath string) (*specs.Spec, error) {
 	sc := sb.Config
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	if !sc.HostNetwork {
@@ -153,6 +191,8 @@ func (r *Runtime) containerSpec(sb *sandboxRecord, infra, rec *containerRecord, 
 		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: nsPath(infra.Pid, "ipc")})
 	}
 	switch {
+	case target != nil:
+		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: nsPath(target.Pid, "pid")})
 	case sc.HostPID:
 	case sc.SharePID:
 		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: nsPath(infra.Pid, "pid")})
@@ -229,7 +269,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 	if err := writeJSON(filepath.Join(dir, containerFile), rec); err != nil {
 		return err
 	}
-	if err := r.cli.startContainer(ctx, id); err != nil {
+	if err := r.cliFor(rec).startContainer(ctx, id); err != nil {
 		rec.StartedAt = time.Time{}
 		if werr := writeJSON(filepath.Join(dir, containerFile), rec); werr != nil {
 			return errors.Join(err, werr)

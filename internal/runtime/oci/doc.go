@@ -86,6 +86,52 @@
 // through /proc/INFRA-PID/ns/*. The pod's /dev/shm is a tmpfs mounted on the
 // host in the sandbox's directory and bind-mounted into every container.
 //
+// A container with TargetContainerID (an ephemeral container with a
+// target) joins /proc/TARGET-PID/ns/pid, the PID namespace of the target's
+// main process, instead of the pod's or a new one. The target must be a
+// running container of the same sandbox; its liveness (PID and start time)
+// is checked again after the creation, so that a PID reused meanwhile
+// cannot have lent the new container a stranger's namespace. Such a
+// container is not the init of its namespace, so stopping it kills its
+// processes through `RUNTIME kill --all` (its cgroup), as with a shared
+// PID namespace.
+//
+// # Runtime handlers
+//
+// Config.Runtime is the default handler, ""; Config.Handlers adds named
+// ones (RuntimeClass handlers: DNS labels), each an OCI runtime binary,
+// runc or crun, with a --root of its own (STATE/runtime/NAME) so that
+// runtimes never share state. SandboxConfig.RuntimeHandler picks one for
+// the sandbox's infra and every container of it; an unconfigured name is
+// refused as containerd refuses it (`no runtime for "NAME" is configured`,
+// ErrInvalid). Every container record (the infra's too) keeps the handler's
+// name, binary, flavor, root and whether it is created through the cgroup2
+// hiding wrapper, so that a runtime reopened with other handlers still
+// stops, execs in, adds to and removes existing pods with what made them
+// (rewriting the wrapper if it is gone). Records older than handlers belong
+// to the default handler.
+//
+// # Security
+//
+// Unprivileged containers get containerd's default capabilities, masked
+// paths and read-only paths (DefaultCapabilities, DefaultMaskedPaths,
+// DefaultReadonlyPaths); SecurityContext.UnmaskedProc (procMount:
+// Unmasked) drops both path lists, as upstream's kubelet does by passing
+// empty ones (the /sys entries go too).
+//
+// Seccomp: Unconfined (and "", Kubernetes' default when a pod names
+// nothing) sets no filter. RuntimeDefault is the default profile of
+// github.com/moby/profiles/seccomp (Docker's, from which containerd's
+// contrib/seccomp derives): deny by default with EPERM, an allow list, and
+// rules that depend on the container's capabilities (CAP_SYS_ADMIN opens
+// mount, unshare, setns, ...), the architecture and the kernel version,
+// resolved against the spec being built. Localhost reads the absolute path
+// LocalhostProfile when the container is created, with the same library
+// (OCI runtime-spec or Docker format). The filter goes into the spec's
+// linux.seccomp, so `RUNTIME exec` applies it to exec'd processes too.
+// Privileged containers and the infra run without seccomp, as upstream's
+// do (the infra has no capabilities and no_new_privs instead).
+//
 // # State directory
 //
 //	STATE/sandboxes/ID/   sandbox.json, container.json (the infra), config.json,
@@ -95,9 +141,11 @@
 //	                      container.log (unless the caller chose a log path), oom,
 //	                      attach (socket), ctl and winsz (FIFOs), all three conmon's
 //	STATE/exits/ID        exit status written by conmon
-//	STATE/runtime/        the OCI runtime's --root
+//	STATE/runtime/        the default handler's --root (Config.RuntimeRoot)
+//	STATE/runtime/NAME/   the --root of the runtime handler NAME
 //	STATE/attach/         conmon's attach socket links
-//	STATE/bin/            crun-hybrid, on hybrid hosts with crun
+//	STATE/bin/            create wrappers BINARY-hybrid-HASH (hybrid hosts,
+//	                      crun), one per runtime binary
 //
 // Records are written atomically (temp file, rename). Nothing is cached in
 // memory beyond per-ID locks, so a new Runtime on the same state directory
@@ -122,8 +170,9 @@
 // crun 1.8 refuses to create containers on a hybrid host whose cgroup2
 // hierarchy has controllers ("cgroups in hybrid mode not supported, drop all
 // controllers from cgroupv2"; on these machines hugetlb lives there). New
-// therefore writes STATE/bin/crun-hybrid, and conmon runs `crun create`
-// through it:
+// therefore writes STATE/bin/crun-hybrid-HASH (HASH from the binary's path,
+// for every handler that is crun), and conmon runs `crun create` through
+// it:
 //
 //	exec unshare --mount --propagation slave -- sh -c \
 //	    'umount -l /sys/fs/cgroup/unified || exit 125; exec "$0" "$@"' /usr/bin/crun "$@"
@@ -136,8 +185,8 @@
 // from it but pivots away from its mounts. crun's other commands (start,
 // kill, exec, state, delete) work on such containers unchanged and are run
 // directly, so only creation pays for the namespace (about 12 ms here). To
-// look at such containers by hand: crun --root STATE/runtime list. runc needs
-// none of this.
+// look at such containers by hand: crun --root STATE/runtime[/NAME] list.
+// runc needs none of this.
 //
 // Rejected: making the namespace on a locked Go thread and forking conmon
 // from it (no exec of unshare and umount). conmon then lives in that
@@ -154,6 +203,5 @@
 // it (upstream containerd's restrict_oom_score_adj), so that the OCI runtime
 // does not fail. Privileged containers get the capabilities the runtime
 // process holds (containerd's WithAllCurrentCapabilities), not every one
-// the kernel knows. No seccomp profile is applied (the kubelet's default is
-// Unconfined).
+// the kernel knows.
 package oci

@@ -32,7 +32,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	if len(opts.Cmd) == 0 {
 		return -1, fmt.Errorf("oci: exec needs a command: %w", runtime.ErrInvalid)
 	}
-	_, dir, err := r.runningContainer(id, "exec in")
+	rec, dir, err := r.runningContainer(id, "exec in")
 	if err != nil {
 		return -1, err
 	}
@@ -71,7 +71,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	if opts.TTY {
 		args = append(args, "--tty")
 	}
-	cmd := r.cli.command(context.Background(), append(args, id)...)
+	cmd := r.cliFor(rec).command(context.Background(), append(args, id)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.WaitDelay = execIODelay
 	var wg sync.WaitGroup

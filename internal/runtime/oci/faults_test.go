@@ -177,12 +177,21 @@ func TestMonitorKilled(t *testing.T) {
 	if err := f.RT.RemovePodSandbox(f.Ctx(), sb); err != nil {
 		t.Fatal(err)
 	}
-	// Nothing of the pod is left in the state directory.
-	for _, d := range []string{"sandboxes", "containers", "exits", "attach", "runtime"} {
+	// Nothing of the pod is left in the state directory (the named
+	// handlers' --root directories stay, empty).
+	dirs := []string{"sandboxes", "containers", "exits", "attach"}
+	for h := range handlers {
+		dirs = append(dirs, filepath.Join("runtime", h))
+	}
+	for _, d := range dirs {
 		ents, err := os.ReadDir(filepath.Join(f.State, d))
 		if err != nil || len(ents) != 0 {
 			t.Errorf("STATE/%s after removing everything: %v, %v", d, ents, err)
 		}
+	}
+	ents, err := os.ReadDir(filepath.Join(f.State, "runtime"))
+	if err != nil || len(ents) != len(handlers) {
+		t.Errorf("STATE/runtime after removing everything: %v, %v; want only the handlers' roots", ents, err)
 	}
 }
 

@@ -120,7 +120,7 @@ func (r *Runtime) stopLocked(ctx context.Context, rec *containerRecord, dir stri
 			// The kernel kills the rest of a PID namespace with its init.
 			err = signalProcess(rec.Pid, rec.PidStart, syscall.SIGKILL)
 		} else {
-			err = r.cli.kill(ctx, rec.ID, syscall.SIGKILL, true)
+			err = r.cliFor(rec).kill(ctx, rec.ID, syscall.SIGKILL, true)
 			if err != nil && !alive(rec.Pid, rec.PidStart) {
 				err = nil // it went away by itself meanwhile
 			}
@@ -139,7 +139,7 @@ func (r *Runtime) stopLocked(ctx context.Context, rec *containerRecord, dir stri
 		// Its init is gone, but in a shared PID namespace its other
 		// processes are not: kill what is left in its cgroup (as
 		// containerd's shim does).
-		_ = r.cli.kill(ctx, rec.ID, syscall.SIGKILL, true)
+		_ = r.cliFor(rec).kill(ctx, rec.ID, syscall.SIGKILL, true)
 	}
 	if _, changed, err = r.observe(rec, dir); err != nil {
 		return err
@@ -155,7 +155,7 @@ func (r *Runtime) stopLocked(ctx context.Context, rec *containerRecord, dir stri
 // dir itself (only once nothing is mounted below it).
 func (r *Runtime) destroy(ctx context.Context, rec *containerRecord, dir string) error {
 	var errs []error
-	if err := r.cli.delete(ctx, rec.ID); err != nil {
+	if err := r.cliFor(rec).delete(ctx, rec.ID); err != nil {
 		errs = append(errs, err)
 	}
 	conmonGone := func() (bool, error) { return !alive(rec.ConmonPid, rec.ConmonStart), nil }
@@ -167,7 +167,7 @@ func (r *Runtime) destroy(ctx context.Context, rec *containerRecord, dir string)
 		if gone, _ := poll(ctx, conmonWait, conmonGone); !gone {
 			errs = append(errs, fmt.Errorf("oci: conmon %d of %s does not exit", rec.ConmonPid, rec.ID))
 		}
-		if err := r.cli.delete(ctx, rec.ID); err != nil {
+		if err := r.cliFor(rec).delete(ctx, rec.ID); err != nil {
 			errs = append(errs, err)
 		}
 	}

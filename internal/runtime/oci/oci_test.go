@@ -2,8 +2,10 @@ package oci_test
 
 import (
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 
 	"github.com/peapod-dev/peapod/internal/runtime"
@@ -25,10 +27,13 @@ func requireTools(t testing.TB, rt string) {
 	}
 }
 
+// handlers are the runtime handlers every test runtime is configured with.
+var handlers = map[string]string{"runc": "runc", "crun": "crun"}
+
 func opener(rt string) runtimetest.Opener {
 	return func(t testing.TB, state string) runtime.Runtime {
 		t.Helper()
-		r, err := oci.New(oci.Config{StateDir: state, Runtime: rt, Logger: testLogger(t)})
+		r, err := oci.New(oci.Config{StateDir: state, Runtime: rt, Handlers: handlers, Logger: testLogger(t)})
 		if err != nil {
 			t.Fatalf("oci.New(%s): %v", rt, err)
 		}
@@ -44,12 +49,15 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // TestConformance runs the runtime suite with runc and with crun (through
-// the wrapper that hides the cgroup2 mount on hybrid hosts).
+// the wrapper that hides the cgroup2 mount on hybrid hosts) as the default
+// handler, each with both as named handlers too.
 func TestConformance(t *testing.T) {
 	for _, rt := range runtimes {
 		t.Run(rt, func(t *testing.T) {
-			requireTools(t, rt)
-			runtimetest.Run(t, opener(rt))
+			for _, h := range runtimes {
+				requireTools(t, h)
+			}
+			runtimetest.RunWith(t, opener(rt), runtimetest.Options{Handlers: slices.Sorted(maps.Keys(handlers))})
 		})
 	}
 }

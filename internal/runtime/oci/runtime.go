@@ -21,18 +21,23 @@ type Config struct {
 	// StateDir holds everything the runtime keeps (see the package doc).
 	StateDir string
 	// Runtime is the OCI runtime: "runc", "crun" or a path to either
-	// (default "runc").
+	// (default "runc"). It is the default runtime handler, "".
 	Runtime string
+	// Handlers are the other runtime handlers (RuntimeClass handlers) by
+	// name, each an OCI runtime like Runtime: "runc", "crun" or a path to
+	// either, e.g. {"runc": "runc", "crun": "crun"}. Names are DNS labels;
+	// each handler keeps its state in its own --root, STATE/runtime/NAME.
+	Handlers map[string]string
 	// Conmon and Catatonit are the monitor and the pause binary (default:
 	// looked up in PATH).
 	Conmon    string
 	Catatonit string
-	// RuntimeRoot is the OCI runtime's --root (default STATE/runtime).
+	// RuntimeRoot is the default handler's --root (default STATE/runtime).
 	RuntimeRoot string
 	// HideCgroup2 creates containers with the OCI runtime in a mount
-	// namespace of its own without the cgroup2 mount of a hybrid host.
-	// Default: on for crun on a hybrid host, which crun 1.8 refuses
-	// otherwise.
+	// namespace of its own without the cgroup2 mount of a hybrid host, for
+	// every handler. Default: on for crun on a hybrid host, which crun 1.8
+	// refuses otherwise.
 	HideCgroup2 *bool
 	// Cgroups is the host's cgroup view (default cgroups.LoadHost()).
 	Cgroups *cgroups.Host
@@ -45,7 +50,10 @@ type Runtime struct {
 	state     string
 	exitsDir  string
 	attachDir string
+	// cli is the default handler's runtime; handlers has every handler,
+	// the default under "".
 	cli       *ociCLI
+	handlers  map[string]*ociCLI
 	conmon    string
 	catatonit string
 	cg        *cgroups.Host
@@ -83,14 +91,6 @@ func New(cfg Config) (*Runtime, error) {
 	if r.catatonit, err = lookPath(cfg.Catatonit, "catatonit"); err != nil {
 		return nil, err
 	}
-	rtPath, err := lookPath(cfg.Runtime, "runc")
-	if err != nil {
-		return nil, err
-	}
-	flavor, err := runtimeFlavor(rtPath)
-	if err != nil {
-		return nil, err
-	}
 	r.cg = cfg.Cgroups
 	if r.cg == nil {
 		if r.cg, err = cgroups.LoadHost(); err != nil {
@@ -107,22 +107,24 @@ func New(cfg Config) (*Runtime, error) {
 	if root == "" {
 		root = filepath.Join(cfg.StateDir, "runtime")
 	}
-	r.cli = &ociCLI{path: rtPath, createPath: rtPath, root: root, flavor: flavor}
-	hide := flavor == "crun" && r.cg.Layout.Mode == cgroups.ModeHybrid
-	if cfg.HideCgroup2 != nil {
-		hide = *cfg.HideCgroup2
+	if r.cli, err = r.newHandler(cfg, "", cfg.Runtime, root); err != nil {
+		return nil, err
 	}
-	if hide {
-		if r.cli.createPath, err = writeCreateWrapper(filepath.Join(cfg.StateDir, "bin"), rtPath, r.cg); err != nil {
+	r.handlers = map[string]*ociCLI{"": r.cli}
+	for name, rt := range cfg.Handlers {
+		if err := validHandlerName(name); err != nil {
+			return nil, err
+		}
+		if r.handlers[name], err = r.newHandler(cfg, name, rt, filepath.Join(cfg.StateDir, "runtime", name)); err != nil {
 			return nil, err
 		}
 	}
-	log.Debug("oci runtime ready", "runtime", rtPath, "flavor", flavor, "create-via", r.cli.createPath,
-		"cgroups", r.cg.Layout.Mode.String(), "cgroup-base", r.cgBase)
+	log.Debug("oci runtime ready", "runtime", r.cli.path, "flavor", r.cli.flavor, "create-via", r.cli.createPath,
+		"handlers", r.Handlers(), "cgroups", r.cg.Layout.Mode.String(), "cgroup-base", r.cgBase)
 	return r, nil
 }
 
-// Name is the OCI runtime's flavor ("runc" or "crun").
+// Name is the default handler's OCI runtime flavor ("runc" or "crun").
 func (r *Runtime) Name() string { return r.cli.flavor }
 
 // CgroupBase is the cgroup under which sandboxes' cgroup parents must lie.

@@ -35,6 +35,10 @@ func (r *Runtime) RunPodSandbox(ctx context.Context, cfg runtime.SandboxConfig) 
 			return "", fmt.Errorf("oci: network namespace %q: %w: %w", cfg.NetNSPath, err, runtime.ErrInvalid)
 		}
 	}
+	cli, err := r.handler(cfg.RuntimeHandler)
+	if err != nil {
+		return "", err
+	}
 	if cfg.ShmSize == 0 {
 		cfg.ShmSize = defaultShmSize
 	}
@@ -51,6 +55,7 @@ func (r *Runtime) RunPodSandbox(ctx context.Context, cfg runtime.SandboxConfig) 
 		LogPath:    filepath.Join(dir, "infra.log"),
 		CgroupPath: cgroupParent(sb, r.cgBase) + "/" + id,
 		OwnPIDNS:   !cfg.HostPID,
+		Runtime:    cli.record(),
 	}
 	ready := false
 	defer func() {
@@ -94,7 +99,7 @@ func (r *Runtime) RunPodSandbox(ctx context.Context, cfg runtime.SandboxConfig) 
 	if err := writeJSON(filepath.Join(dir, containerFile), infra); err != nil {
 		return "", err
 	}
-	if err := r.cli.startContainer(ctx, id); err != nil {
+	if err := r.cliFor(infra).startContainer(ctx, id); err != nil {
 		return "", err
 	}
 	infra.Started = true
@@ -279,7 +284,7 @@ func (r *Runtime) SandboxStatus(ctx context.Context, id string) (*runtime.Sandbo
 	st := &runtime.SandboxStatus{
 		ID: id, Name: sc.Name, Namespace: sc.Namespace, UID: sc.UID, Attempt: sc.Attempt,
 		State: runtime.SandboxNotReady, CreatedAt: sb.CreatedAt, Labels: sc.Labels, Annotations: sc.Annotations,
-		CgroupParent: cgroupParent(sb, r.cgBase),
+		CgroupParent: cgroupParent(sb, r.cgBase), RuntimeHandler: sc.RuntimeHandler,
 	}
 	if !sc.HostNetwork {
 		st.Hostname = podHostname(sc)

@@ -121,11 +121,18 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	if in.Infra && len(in.Sysctls) > 0 {
 		s.Linux.Sysctl = in.Sysctls
 	}
-	if priv {
+	switch {
+	case priv:
 		s.Linux.Devices = in.HostDevices
-	} else {
+	case !in.Security.UnmaskedProc:
 		s.Linux.MaskedPaths = slices.Clone(DefaultMaskedPaths)
 		s.Linux.ReadonlyPaths = slices.Clone(DefaultReadonlyPaths)
+	}
+	// Privileged containers run without seccomp, as upstream's do.
+	if !priv {
+		if s.Linux.Seccomp, err = seccompProfile(in.Security.Seccomp, s); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -238,20 +238,26 @@ func TestCapabilitySet(t *testing.T) {
 func TestNamespacesOfAppContainers(t *testing.T) {
 	r := &Runtime{host: testHost}
 	infra := &containerRecord{Pid: 4242}
+	target := &containerRecord{Pid: 5151}
 	rec := &containerRecord{CgroupPath: "/own/pod/c", Config: runtime.ContainerConfig{Name: "c", Args: []string{"true"}}}
 	for _, tc := range []struct {
-		name string
-		sc   runtime.SandboxConfig
-		want map[specs.LinuxNamespaceType]string // type -> path ("" = new)
+		name   string
+		sc     runtime.SandboxConfig
+		target *containerRecord
+		want   map[specs.LinuxNamespaceType]string // type -> path ("" = new)
 	}{
-		{"pod", runtime.SandboxConfig{}, map[specs.LinuxNamespaceType]string{
+		{"target", runtime.SandboxConfig{}, target, map[specs.LinuxNamespaceType]string{
+			"mount": "", "network": "/proc/4242/ns/net", "uts": "/proc/4242/ns/uts", "ipc": "/proc/4242/ns/ipc", "pid": "/proc/5151/ns/pid"}},
+		{"target in a shared-pid pod", runtime.SandboxConfig{SharePID: true}, target, map[specs.LinuxNamespaceType]string{
+			"mount": "", "network": "/proc/4242/ns/net", "uts": "/proc/4242/ns/uts", "ipc": "/proc/4242/ns/ipc", "pid": "/proc/5151/ns/pid"}},
+		{"pod", runtime.SandboxConfig{}, nil, map[specs.LinuxNamespaceType]string{
 			"mount": "", "network": "/proc/4242/ns/net", "uts": "/proc/4242/ns/uts", "ipc": "/proc/4242/ns/ipc", "pid": ""}},
-		{"shared pid", runtime.SandboxConfig{SharePID: true}, map[specs.LinuxNamespaceType]string{
+		{"shared pid", runtime.SandboxConfig{SharePID: true}, nil, map[specs.LinuxNamespaceType]string{
 			"mount": "", "network": "/proc/4242/ns/net", "uts": "/proc/4242/ns/uts", "ipc": "/proc/4242/ns/ipc", "pid": "/proc/4242/ns/pid"}},
-		{"host", runtime.SandboxConfig{HostNetwork: true, HostIPC: true, HostPID: true}, map[specs.LinuxNamespaceType]string{"mount": ""}},
+		{"host", runtime.SandboxConfig{HostNetwork: true, HostIPC: true, HostPID: true}, nil, map[specs.LinuxNamespaceType]string{"mount": ""}},
 	} {
 		sb := &sandboxRecord{ID: "s", Config: tc.sc, Shm: "/state/s/shm"}
-		s, err := r.containerSpec(sb, infra, rec, "/root")
+		s, err := r.containerSpec(sb, infra, tc.target, rec, "/root")
 		if err != nil {
 			t.Fatal(err)
 		}

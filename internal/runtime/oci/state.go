@@ -37,6 +37,9 @@ type containerRecord struct {
 	// OwnPIDNS is false when the container shares the pod's or the host's
 	// PID namespace (killing its init does not kill the rest of it).
 	OwnPIDNS bool `json:"ownPIDNS,omitempty"`
+	// Runtime is the OCI runtime (the sandbox's handler) the container was
+	// made with; nil in records older than handlers: the default.
+	Runtime *runtimeRecord `json:"runtime,omitempty"`
 	// Overlay is the overlay mount point when the runtime mounted the root.
 	Overlay string `json:"overlay,omitempty"`
 	// Exit is filled the first time the exit is seen.
@@ -175,7 +178,7 @@ func (r *Runtime) observe(rec *containerRecord, dir string) (state runtime.Conta
 			return runtime.ContainerCreated, false, nil
 		}
 		if !rec.Started {
-			st, err := r.cli.state(rec.ID)
+			st, err := r.cliFor(rec).state(rec.ID)
 			if err == nil && st == "created" {
 				rec.StartedAt = time.Time{}
 				return runtime.ContainerCreated, true, nil

@@ -44,8 +44,20 @@ const waitTimeout = 30 * time.Second
 // needs with t.Cleanup.
 type Opener func(t testing.TB, stateDir string) runtime.Runtime
 
-// Run runs the suite.
-func Run(t *testing.T, open Opener) {
+// Options tell the suite what the implementation under test was opened
+// with.
+type Options struct {
+	// Handlers are runtime handler names (RuntimeClass handlers) the Opener
+	// configures besides the default; the suite runs a pod with each and
+	// reopens the runtime under it.
+	Handlers []string
+}
+
+// Run runs the suite with the default runtime handler only.
+func Run(t *testing.T, open Opener) { RunWith(t, open, Options{}) }
+
+// RunWith runs the suite.
+func RunWith(t *testing.T, open Opener, opts Options) {
 	Require(t, os.Geteuid() == 0, "the runtime suite needs root")
 	rootfs := BusyboxRootfs(t)
 	tests := []struct {
@@ -66,6 +78,11 @@ func Run(t *testing.T, open Opener) {
 		{"SecurityDefaults", testSecurityDefaults},
 		{"UserEnvRlimitsReadOnlyRoot", testUserEnvRlimits},
 		{"Privileged", testPrivileged},
+		{"Seccomp", testSeccomp},
+		{"SeccompErrors", testSeccompErrors},
+		{"UnmaskedProc", testUnmaskedProc},
+		{"TargetPIDNamespace", testTargetPIDNamespace},
+		{"RuntimeHandlers", func(t *testing.T, f *Fixture) { testRuntimeHandlers(t, f, opts.Handlers) }},
 		{"Exec", testExec},
 		{"ExecTTYResize", testExecTTYResize},
 		{"AttachOutput", testAttachOutput},
