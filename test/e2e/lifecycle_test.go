@@ -63,6 +63,16 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: job-with-sidecar}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: proxy, image: "busybox:1.36", restartPolicy: Always, command: ["sleep", "3600"]}
+  containers:
+  - {name: work, image: "busybox:1.36", command: ["sh", "-c", "sleep 1; exit 0"]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: init-fails-never}
 spec:
   restartPolicy: Never
@@ -91,6 +101,8 @@ spec:
 	if out := s.MustKubectl("get", "pod", "ordered", "-o", "jsonpath={.status.initContainerStatuses[*].name}={.status.initContainerStatuses[2].state.running.startedAt}"); !strings.HasPrefix(out, "first second sidecar=") || strings.HasSuffix(out, "=") {
 		t.Errorf("init statuses: %q", out)
 	}
+	// A sidecar does not keep a finished pod from completing.
+	waitPod(t, s, "job-with-sidecar", "{.status.phase}", "Succeeded", 30*time.Second)
 	waitPod(t, s, "init-fails-never", "{.status.phase}", "Failed", 30*time.Second)
 	if st := statusColumn(t, s, "init-fails-never"); st != "Init:Error" {
 		t.Errorf("STATUS %s, want Init:Error", st)
