@@ -55,12 +55,16 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeObject -fuzztime $(FUZZTIME) ./internal/apiserver/
 	$(GO) test -run '^$$' -fuzz FuzzPatch -fuzztime $(FUZZTIME) ./internal/apiserver/
 
-# bench measures peapod and, in the same run, upstream kube-apiserver over Debian's etcd.
+# bench measures peapod and, in the same run, upstream kube-apiserver over Debian's etcd
+# (API), then a peapod node's pods and, as the peer, podman's (`podman kube play`).
 bench: build deps
 	@dpkg-query -W -f='$${Status}' etcd-server 2>/dev/null | grep -q 'install ok installed' || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
+	@dpkg-query -W -f='$${Status}' podman 2>/dev/null | grep -q 'install ok installed' || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman >/dev/null; }
 	./$(BIN) bench api
 	./hack/bench-upstream.sh
+	./hack/bench-pods.sh
 
 lint:
 	$(GO) vet ./...

@@ -204,11 +204,15 @@ type NodeMemory struct {
 	Agent     ProcSample `json:"agent"`
 }
 
-// ProcSample is one process's memory at one moment, in KiB.
+// ProcSample is one process's memory at one moment, in KiB: its resident
+// set, split into anonymous and file-backed pages, its proportional set and
+// its peak resident set.
 type ProcSample struct {
-	RSSKiB int64 `json:"rss_kib,omitempty"`
-	PSSKiB int64 `json:"pss_kib,omitempty"`
-	HWMKiB int64 `json:"hwm_kib,omitempty"`
+	RSSKiB  int64 `json:"rss_kib,omitempty"`
+	AnonKiB int64 `json:"rss_anon_kib,omitempty"`
+	FileKiB int64 `json:"rss_file_kib,omitempty"`
+	PSSKiB  int64 `json:"pss_kib,omitempty"`
+	HWMKiB  int64 `json:"hwm_kib,omitempty"`
 }
 
 // sampleProc reads pid's RSS, peak RSS and PSS.
@@ -221,7 +225,7 @@ func sampleProc(procRoot string, pid int) (ProcSample, error) {
 	if err != nil {
 		return ProcSample{}, err
 	}
-	return ProcSample{RSSKiB: m.RSSKiB, HWMKiB: m.HWMKiB, PSSKiB: s.PSSKiB}, nil
+	return ProcSample{RSSKiB: m.RSSKiB, AnonKiB: m.AnonKiB, FileKiB: m.FileKiB, HWMKiB: m.HWMKiB, PSSKiB: s.PSSKiB}, nil
 }
 
 // AgentGrowthKiB is the growth of the agent's PSS from no pods to Pods pods

@@ -181,7 +181,7 @@ func TestSampleProcSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.RSSKiB <= 0 || s.PSSKiB <= 0 || s.HWMKiB < s.RSSKiB {
+	if s.RSSKiB <= 0 || s.PSSKiB <= 0 || s.HWMKiB < s.RSSKiB || s.AnonKiB <= 0 || s.FileKiB <= 0 || s.AnonKiB+s.FileKiB > s.RSSKiB {
 		t.Errorf("sampleProc(self) = %+v", s)
 	}
 }

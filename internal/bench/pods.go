@@ -37,6 +37,9 @@ type PodsOptions struct {
 	// AtOnce size are created at once.
 	Count  int
 	AtOnce []int
+	// DeleteCount of the Count pods are deleted one after another (the
+	// rest at once, unmeasured): podman takes seconds per deletion.
+	DeleteCount int
 	// Podman is the podman binary to measure as the peer; empty for none.
 	// Image is the image archive it loads (busybox:1.36).
 	Podman string
@@ -50,10 +53,11 @@ type PodsOptions struct {
 // DefaultPodsOptions are the defaults of `peapod bench pods`.
 func DefaultPodsOptions() PodsOptions {
 	return PodsOptions{
-		Count:   100,
-		AtOnce:  []int{30, 100},
-		Timeout: 5 * time.Minute,
-		Settle:  2 * time.Second,
+		Count:       100,
+		AtOnce:      []int{30, 100},
+		DeleteCount: 30,
+		Timeout:     5 * time.Minute,
+		Settle:      2 * time.Second,
 	}
 }
 
@@ -63,6 +67,9 @@ func (o PodsOptions) validate() error {
 	}
 	if o.Count < 1 {
 		return fmt.Errorf("--count %d: must be at least 1", o.Count)
+	}
+	if o.DeleteCount < 1 || o.DeleteCount > o.Count {
+		return fmt.Errorf("--delete-count %d: must be between 1 and --count", o.DeleteCount)
 	}
 	for _, n := range o.AtOnce {
 		if n < 1 {
@@ -150,12 +157,13 @@ func RunPods(ctx context.Context, o PodsOptions, progress io.Writer) (*PodsResul
 		return nil, err
 	}
 	res := &PodsResult{
-		Started:   time.Now(),
-		Host:      hostInfo(),
-		Count:     o.Count,
-		AtOnce:    o.AtOnce,
-		LoadStart: loadAverage(),
-		Pod:       "busybox:1.36, command sleep 3600, shareProcessNamespace, imagePullPolicy IfNotPresent, no probes",
+		Started:     time.Now(),
+		Host:        hostInfo(),
+		Count:       o.Count,
+		DeleteCount: o.DeleteCount,
+		AtOnce:      o.AtOnce,
+		LoadStart:   loadAverage(),
+		Pod:         "busybox:1.36, command sleep 3600, shareProcessNamespace, imagePullPolicy IfNotPresent, no probes",
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(progress, "bench pods: "+format+"\n", args...) }
 	var errs []error
@@ -367,6 +375,17 @@ func (s *scenario) batchAtOnce(ctx context.Context, pods []string) (PodsBatch, e
 	return b, nil
 }
 
+// removeAll deletes the pods at once and waits until they are gone.
+func (s *scenario) removeAll(ctx context.Context, pods []string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
+	defer cancel()
+	if _, _, err := atOnce(ctx, pods, s.d.remove); err != nil {
+		return err
+	}
+	_, err := s.d.waitFor(ctx, pods, stateGone)
+	return err
+}
+
 // spans returns, for each pod in starts, the time from its start to its
 // time in ends, and the time from the earliest start to the latest end.
 // Pods missing from ends are left out.
@@ -423,11 +442,18 @@ func (s *scenario) run(ctx context.Context, sys *PodsSystem, sample func(pods in
 			return err
 		}
 	}
-	s.logf("%s: deleting them one after another", sys.Name)
-	if err := s.deleteOneAtATime(ctx, &b, pods); err != nil {
+	k := min(s.o.DeleteCount, len(pods))
+	s.logf("%s: deleting %d of them one after another", sys.Name, k)
+	if err := s.deleteOneAtATime(ctx, &b, pods[:k]); err != nil {
 		return fmt.Errorf("one at a time: %w", err)
 	}
 	s.logf("%s: delete→gone p50 %.0fms p99 %.0fms", sys.Name, b.Delete.P50Ms, b.Delete.P99Ms)
+	if rest := pods[k:]; len(rest) > 0 {
+		s.logf("%s: deleting the other %d at once (not measured)", sys.Name, len(rest))
+		if err := s.removeAll(ctx, rest); err != nil {
+			return err
+		}
+	}
 	sys.OneAtATime = b
 	for _, n := range s.o.AtOnce {
 		s.logf("%s: creating %d pods at once", sys.Name, n)

@@ -283,7 +283,7 @@ func (d *fakeDriver) waitFor(ctx context.Context, names []string, s podState) (m
 func TestScenarioRun(t *testing.T) {
 	d := newFakeDriver()
 	o := DefaultPodsOptions()
-	o.Count, o.AtOnce = 5, []int{4, 2}
+	o.Count, o.AtOnce, o.DeleteCount = 5, []int{4, 2}, 3
 	s := &scenario{o: o, d: d, hasReady: true, waitEach: true, logf: t.Logf}
 	sys := &PodsSystem{Name: "fake", HasReady: true}
 	var samples []int
@@ -313,7 +313,7 @@ func TestScenarioRun(t *testing.T) {
 		t.Errorf("creates %v, removes %v", d.creates, d.removes)
 	}
 	b := sys.OneAtATime
-	if b.Pods != 5 || b.AtOnce || b.Running.Samples != 5 || b.Ready.Samples != 5 || b.Delete.Samples != 5 || b.Request.Samples != 5 {
+	if b.Pods != 5 || b.AtOnce || b.Running.Samples != 5 || b.Ready.Samples != 5 || b.Delete.Samples != 3 || b.Request.Samples != 5 {
 		t.Errorf("one at a time: %+v", b)
 	}
 	// Each pod's own latency is the fake's delays.
@@ -346,7 +346,7 @@ func TestScenarioRun(t *testing.T) {
 func TestPodsResultWriteText(t *testing.T) {
 	lat := func(p50, p99 float64) Latency { return Latency{Samples: 100, P50Ms: p50, P99Ms: p99} }
 	r := &PodsResult{
-		Count: 100, AtOnce: []int{30, 100},
+		Count: 100, DeleteCount: 30, AtOnce: []int{30, 100},
 		Pod: "busybox",
 		Systems: []*PodsSystem{
 			{
@@ -358,7 +358,7 @@ func TestPodsResultWriteText(t *testing.T) {
 				},
 				Memory: NodeMemory{
 					Pods: 100, Conmon: Smaps{PSSKiB: 100 * 1000}, Infra: Smaps{PSSKiB: 100 * 150}, Workload: Smaps{PSSKiB: 100 * 300},
-					AgentIdle: ProcSample{RSSKiB: 50000, PSSKiB: 40000}, Agent: ProcSample{RSSKiB: 55000, PSSKiB: 45000},
+					AgentIdle: ProcSample{RSSKiB: 50000, PSSKiB: 40000}, Agent: ProcSample{RSSKiB: 55000, AnonKiB: 20000, FileKiB: 35000, PSSKiB: 45000},
 				},
 			},
 			{
@@ -378,8 +378,8 @@ func TestPodsResultWriteText(t *testing.T) {
 	// (100000+15000+5000)/100 KiB = 1200 KiB = 1.23 MB; agent 55000 KiB = 56.3 MB.
 	for _, want := range []string{
 		"150 ms (met)", "600 ms (NOT met)", "  450 ms\n", "= Running",
-		"1.50 s (met)", "9.10 s (NOT met)", "1.23 MB (met)", "56.3 MB (met)", "no agent",
-		"podman: podman has no Ready", "other: FAILED: it broke",
+		"1.50 s (met)", "9.10 s (NOT met)", "20.5 / 35.8 MB", "1.23 MB (met)", "56.3 MB (met)", "no agent",
+		"podman: podman has no Ready", "other: FAILED: it broke", "delete→gone p50, one at a time (30 pods)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text report lacks %q:\n%s", want, out)
@@ -393,5 +393,42 @@ func TestPodsResultWriteText(t *testing.T) {
 	if !strings.HasPrefix(md, "| metric | target (peapod) | peapod | podman |\n| --- | --- | ---: | ---: |\n") ||
 		!strings.Contains(md, "| ↳ conmon PSS per pod") {
 		t.Errorf("markdown report:\n%s", md)
+	}
+}
+
+func TestMedianPodsResults(t *testing.T) {
+	round := func(p50 float64, allRunning float64, conmonKiB int64, load string) *PodsResult {
+		return &PodsResult{
+			Count: 100, DeleteCount: 30, AtOnce: []int{30}, LoadEnd: load,
+			Systems: []*PodsSystem{{
+				Name: "peapod", HasReady: true, Version: "v1",
+				OneAtATime: PodsBatch{Pods: 100, Running: Latency{Samples: 100, P50Ms: p50}},
+				AtOnce:     []PodsBatch{{Pods: 30, AtOnce: true, AllRunningSeconds: allRunning}},
+				Memory:     NodeMemory{Pods: 100, Conmon: Smaps{PSSKiB: conmonKiB}},
+			}},
+		}
+	}
+	m, err := MedianPodsResults([]*PodsResult{round(300, 3, 1000, "a"), round(100, 9, 1001, "b"), round(200, 1, 5000, "c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Systems[0]
+	if m.Rounds != 3 || m.Count != 100 || m.LoadEnd != "c" || s.Name != "peapod" || !s.HasReady ||
+		s.OneAtATime.Running.P50Ms != 200 || s.OneAtATime.Running.Samples != 100 ||
+		s.AtOnce[0].AllRunningSeconds != 3 || s.Memory.Conmon.PSSKiB != 1001 {
+		t.Errorf("median of 3 rounds = %+v, system %+v", m, s)
+	}
+	// Two rounds: the mean of the two; integers stay integers.
+	m, err = MedianPodsResults([]*PodsResult{round(300, 3, 1000, "a"), round(100, 9, 1001, "b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Systems[0]; s.OneAtATime.Running.P50Ms != 200 || s.AtOnce[0].AllRunningSeconds != 6 || s.Memory.Conmon.PSSKiB != 1001 {
+		t.Errorf("median of 2 rounds: %+v", s)
+	}
+	other := round(1, 1, 1, "x")
+	other.Systems[0].Name = "podman"
+	if _, err := MedianPodsResults([]*PodsResult{round(1, 1, 1, "a"), other}); err == nil {
+		t.Error("rounds of different systems: no error")
 	}
 }

@@ -2,9 +2,12 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,13 +19,20 @@ import (
 type PodsResult struct {
 	Started time.Time `json:"started"`
 	Host    Host      `json:"host"`
-	// Count is the number of pods created one after another; AtOnce the
-	// sizes of the batches created at once.
-	Count   int               `json:"count"`
-	AtOnce  []int             `json:"at_once"`
-	Systems []*PodsSystem     `json:"systems"`
-	Pod     string            `json:"pod"`
-	Errors  map[string]string `json:"errors,omitempty"`
+	// Count is the number of pods created one after another, DeleteCount
+	// how many of them were deleted one after another; AtOnce the sizes of
+	// the batches created at once.
+	Count       int           `json:"count"`
+	DeleteCount int           `json:"delete_count"`
+	AtOnce      []int         `json:"at_once"`
+	Systems     []*PodsSystem `json:"systems"`
+	// Pod describes the benchmark's pod.
+	Pod string `json:"pod"`
+	// Rounds is the number of runs whose medians these figures are (0 or
+	// 1: a single run).
+	Rounds int `json:"rounds,omitempty"`
+	// Errors holds each failed system's error.
+	Errors map[string]string `json:"errors,omitempty"`
 	// DurationSeconds is the whole run's wall time.
 	DurationSeconds float64 `json:"duration_seconds"`
 	LoadStart       string  `json:"load_start,omitempty"`
@@ -39,7 +49,7 @@ type PodsSystem struct {
 	// Agent names the process whose memory is the agent's.
 	Agent string `json:"agent,omitempty"`
 	// OneAtATime is Count pods created one after another (each waited for
-	// before the next), then deleted one after another.
+	// before the next), then DeleteCount of them deleted one after another.
 	OneAtATime PodsBatch `json:"one_at_a_time"`
 	// AtOnce are batches created at once, then deleted at once.
 	AtOnce []PodsBatch `json:"at_once"`
@@ -175,7 +185,7 @@ func podsRows(r *PodsResult) []podsRow {
 		}},
 		{"create→Ready p50, one at a time", "", func(s *PodsSystem) string { return readyCell(s, latencyCell(s.OneAtATime.Ready, false)) }},
 		{"create→Ready p99, one at a time", "", func(s *PodsSystem) string { return readyCell(s, latencyCell(s.OneAtATime.Ready, true)) }},
-		{"delete→gone p50, one at a time", "", one(func(b PodsBatch) string { return latencyCell(b.Delete, false) })},
+		{fmt.Sprintf("delete→gone p50, one at a time (%d pods)", r.DeleteCount), "", one(func(b PodsBatch) string { return latencyCell(b.Delete, false) })},
 		{"delete→gone p99, one at a time", "", one(func(b PodsBatch) string { return latencyCell(b.Delete, true) })},
 	}
 	for i, n := range r.AtOnce {
@@ -262,6 +272,12 @@ func podsRows(r *PodsResult) []podsRow {
 			v := megabytes(float64(m.Agent.RSSKiB))
 			return check(v, "MB", v < targetAgentRSSMB, s.Name == "peapod" && m.Pods == targetAgentRSSAtPod)
 		}},
+		podsRow{"  of which anonymous / file-backed (binary)", "", mem(func(m NodeMemory) string {
+			if m.Agent.RSSKiB == 0 {
+				return "no agent"
+			}
+			return formatValue(megabytes(float64(m.Agent.AnonKiB))) + " / " + formatValue(megabytes(float64(m.Agent.FileKiB))) + " MB"
+		})},
 		podsRow{"  agent RSS with no pods", "", mem(func(m NodeMemory) string {
 			if m.AgentIdle.RSSKiB == 0 {
 				return "no agent"
@@ -284,6 +300,9 @@ func (r *PodsResult) WriteText(w io.Writer, markdown bool) error {
 	var b strings.Builder
 	if !markdown {
 		fmt.Fprintf(&b, "peapod bench pods: %d pods one after another; %s at once\n", r.Count, joinInts(r.AtOnce))
+		if r.Rounds > 1 {
+			fmt.Fprintf(&b, "  figures: medians of %d rounds\n", r.Rounds)
+		}
 		fmt.Fprintf(&b, "  pod:     %s\n", r.Pod)
 		for _, s := range r.Systems {
 			fmt.Fprintf(&b, "  %-8s %s", s.Name+":", s.Version)
@@ -365,4 +384,96 @@ func joinInts(ns []int) string {
 		s[i] = fmt.Sprint(n)
 	}
 	return strings.Join(s, " and ")
+}
+
+// MedianPodsResults merges rounds of the same benchmark into one result
+// whose every figure is the median of the rounds' (the mean of the middle
+// two for an even count); text and counts come from the first round. The
+// rounds must have measured the same systems in the same order.
+func MedianPodsResults(rs []*PodsResult) (*PodsResult, error) {
+	if len(rs) == 0 {
+		return nil, errors.New("no results")
+	}
+	trees := make([]any, len(rs))
+	for i, r := range rs {
+		if len(r.Systems) != len(rs[0].Systems) {
+			return nil, fmt.Errorf("round %d measured %d systems, round 1 %d", i+1, len(r.Systems), len(rs[0].Systems))
+		}
+		for j, s := range r.Systems {
+			if s.Name != rs[0].Systems[j].Name {
+				return nil, fmt.Errorf("round %d measured %s where round 1 measured %s", i+1, s.Name, rs[0].Systems[j].Name)
+			}
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(b, &trees[i]); err != nil {
+			return nil, err
+		}
+	}
+	b, err := json.Marshal(medianTree(trees))
+	if err != nil {
+		return nil, err
+	}
+	var out PodsResult
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, err
+	}
+	out.Rounds = len(rs)
+	out.DurationSeconds = rs[0].DurationSeconds
+	out.LoadStart, out.LoadEnd = rs[0].LoadStart, rs[len(rs)-1].LoadEnd
+	return &out, nil
+}
+
+// medianTree takes, at every path of the decoded JSON trees, the median of
+// the numbers found there and the first tree's other values.
+func medianTree(trees []any) any {
+	switch first := trees[0].(type) {
+	case float64:
+		var vs []float64
+		for _, t := range trees {
+			if v, ok := t.(float64); ok {
+				vs = append(vs, v)
+			}
+		}
+		slices.Sort(vs)
+		n := len(vs)
+		if n%2 == 1 {
+			return vs[n/2]
+		}
+		m := (vs[n/2-1] + vs[n/2]) / 2
+		if vs[n/2-1] == math.Trunc(vs[n/2-1]) && vs[n/2] == math.Trunc(vs[n/2]) {
+			m = math.Round(m) // integer fields stay integers
+		}
+		return m
+	case map[string]any:
+		out := make(map[string]any, len(first))
+		for k := range first {
+			var sub []any
+			for _, t := range trees {
+				if m, ok := t.(map[string]any); ok {
+					if v, ok := m[k]; ok {
+						sub = append(sub, v)
+					}
+				}
+			}
+			out[k] = medianTree(sub)
+		}
+		return out
+	case []any:
+		out := make([]any, len(first))
+		for i := range first {
+			var sub []any
+			for _, t := range trees {
+				if l, ok := t.([]any); ok && i < len(l) {
+					sub = append(sub, l[i])
+				}
+			}
+			out[i] = medianTree(sub)
+		}
+		return out
+	default:
+		return first
+	}
 }

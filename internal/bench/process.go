@@ -22,10 +22,14 @@ import (
 )
 
 // ProcMemory is a process's resident set size and its peak, in KiB, from
-// /proc/PID/status.
+// /proc/PID/status; AnonKiB and FileKiB split the resident set into
+// anonymous memory (heap, stacks) and file-backed pages (the binary, shared
+// libraries).
 type ProcMemory struct {
-	RSSKiB int64
-	HWMKiB int64
+	RSSKiB  int64
+	HWMKiB  int64
+	AnonKiB int64
+	FileKiB int64
 }
 
 // ReadProcMemory reads pid's VmRSS and VmHWM.
@@ -52,6 +56,10 @@ func parseProcStatus(b []byte) (ProcMemory, error) {
 			dst, found = &m.RSSKiB, true
 		case "VmHWM":
 			dst = &m.HWMKiB
+		case "RssAnon":
+			dst = &m.AnonKiB
+		case "RssFile":
+			dst = &m.FileKiB
 		default:
 			continue
 		}

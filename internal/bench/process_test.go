@@ -31,7 +31,7 @@ Threads:	14
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m != (ProcMemory{RSSKiB: 527048, HWMKiB: 881352}) {
+	if m != (ProcMemory{RSSKiB: 527048, HWMKiB: 881352, AnonKiB: 480000}) {
 		t.Errorf("parseProcStatus = %+v", m)
 	}
 	if _, err := parseProcStatus([]byte("Name:\tkthreadd\nState:\tS\n")); err == nil {
