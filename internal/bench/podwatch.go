@@ -169,13 +169,19 @@ func describePod(pod *corev1.Pod) string {
 	if pod.DeletionTimestamp != nil {
 		s += ", terminating"
 	}
+	withMessage := func(s, msg string) string {
+		if msg == "" {
+			return s
+		}
+		return s + " (" + msg + ")"
+	}
 	for _, cs := range pod.Status.ContainerStatuses {
 		switch {
 		case cs.State.Waiting != nil:
-			s += fmt.Sprintf(", %s waiting: %s %s", cs.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message)
+			s += withMessage(fmt.Sprintf(", %s waiting: %s", cs.Name, cs.State.Waiting.Reason), cs.State.Waiting.Message)
 		case cs.State.Terminated != nil:
-			s += fmt.Sprintf(", %s terminated: %s (exit %d) %s", cs.Name, cs.State.Terminated.Reason,
-				cs.State.Terminated.ExitCode, cs.State.Terminated.Message)
+			s += withMessage(fmt.Sprintf(", %s terminated: %s, exit code %d", cs.Name, cs.State.Terminated.Reason,
+				cs.State.Terminated.ExitCode), cs.State.Terminated.Message)
 		}
 	}
 	for _, c := range pod.Status.Conditions {
@@ -183,7 +189,7 @@ func describePod(pod *corev1.Pod) string {
 			s += fmt.Sprintf(", %s: %s", c.Type, c.Message)
 		}
 	}
-	return strings.TrimSpace(s)
+	return s
 }
 
 // waitFor blocks until every named pod reached state and returns when each

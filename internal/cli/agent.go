@@ -31,6 +31,9 @@ func newAgentCommand(s Streams) *cobra.Command {
 	f.StringVar(&o.Server, "server", o.Server, "URL of the peapod server's API (https://HOST:6443)")
 	f.StringVar(&o.Token, "token", o.Token, "the server's node join token (<server-data-dir>/token)")
 	f.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory holding this node's credentials, images, containers and logs")
+	f.StringVar(&o.ClusterCIDR, "cluster-cidr", o.ClusterCIDR, "the server's pod network (its --cluster-cidr)")
+	f.StringVar(&o.ServiceCIDR, "service-cidr", o.ServiceCIDR, "the server's service range (its --service-cidr)")
+	f.StringVar(&o.ClusterDNS, "cluster-dns", o.ClusterDNS, "the cluster DNS address pods' resolv.conf names (ClusterFirst)")
 	addNodeFlags(f, &o)
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
