@@ -224,6 +224,10 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 			ao := o.Agent
 			ao.Server, ao.Token, ao.Sign, ao.DataDir = apiURL, token, signNode, dataDir
 			ao.ClusterCIDR, ao.ServiceCIDR = o.ClusterCIDR, o.ServiceCIDR
+			// Cluster DNS is the service range's tenth address (10.43.0.10).
+			if dns, err := netutils.GetIndexedIP(svcNet, 10); err == nil {
+				ao.ClusterDNS = dns.String()
+			}
 			ao.Labels = maps.Clone(ao.Labels)
 			if ao.Labels == nil {
 				ao.Labels = map[string]string{}
