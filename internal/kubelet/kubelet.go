@@ -331,6 +331,7 @@ func (k *Kubelet) runRelist(ctx context.Context) {
 		}
 		seen := make(map[string]runtime.ContainerState, len(cs))
 		k.mu.Lock()
+		previous := k.lastRelist
 		for _, c := range cs {
 			seen[c.ID] = c.State
 			if old, ok := k.lastRelist[c.ID]; !ok || old != c.State {
@@ -341,6 +342,21 @@ func (k *Kubelet) runRelist(ctx context.Context) {
 		}
 		k.lastRelist = seen
 		k.mu.Unlock()
+		// A sandbox whose infra process died means the pod restarts.
+		if sbs, err := k.cfg.Runtime.ListPodSandboxes(ctx); err == nil {
+			k.mu.Lock()
+			for _, sb := range sbs {
+				key := "sandbox/" + sb.ID
+				state := runtime.ContainerState(sb.State)
+				if old, ok := previous[key]; ok && old != state {
+					if uid := sb.Labels[labelPodUID]; uid != "" {
+						k.queue.Add(types.UID(uid))
+					}
+				}
+				seen[key] = state
+			}
+			k.mu.Unlock()
+		}
 	}
 }
 

@@ -3,7 +3,10 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -91,7 +94,7 @@ spec:
   - {name: app, image: "busybox:1.36", command: ["sleep", "3600"]}
 `, "create", "-f", "-")
 	waitStatusColumn(t, s, "ordered", "Init:1/3", 30*time.Second)
-	if err := writeFile(gate+"/open"); err != nil {
+	if err := writeFile(gate + "/open"); err != nil {
 		t.Fatal(err)
 	}
 	waitReady(t, s, "ordered")
@@ -214,4 +217,53 @@ func writeFile(path string) error { return os.WriteFile(path, nil, 0o644) }
 func readFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return string(b), err
+}
+
+// A pod whose sandbox dies restarts: a new sandbox, its init containers run
+// again, its app containers restart.
+func TestLifecycleSandboxRestart(t *testing.T) {
+	s := StartNode(t)
+	s.MustKubectlIn(`apiVersion: v1
+kind: Pod
+metadata: {name: phoenix}
+spec:
+  initContainers:
+  - name: init
+    image: busybox:1.36
+    command: ["sh", "-c", "echo init-ran >> /work/log"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  volumes:
+  - {name: work, emptyDir: {}}
+`, "create", "-f", "-")
+	waitReady(t, s, "phoenix")
+	uid := s.MustKubectl("get", "pod", "phoenix", "-o", "jsonpath={.metadata.uid}")
+	// The pod's infra process: catatonit in the pod's cgroup.
+	infra := 0
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "comm"))
+		cg, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cgroup"))
+		if strings.TrimSpace(string(comm)) == "catatonit" && strings.Contains(string(cg), "pod"+uid) {
+			infra = pid
+		}
+	}
+	if infra == 0 {
+		t.Fatalf("no infra process for pod %s", uid)
+	}
+	if err := syscall.Kill(infra, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitPod(t, s, "phoenix", "{.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready}", "1 true", 60*time.Second)
+	if out := s.MustKubectl("exec", "phoenix", "--", "cat", "/work/log"); out != "init-ran\ninit-ran\n" {
+		t.Errorf("init container runs: %q", out)
+	}
 }
