@@ -41,7 +41,7 @@ var allowed = map[string][]string{
 	"internal/runtime/oci":         {"internal/runtime", "internal/runtime/cgroups"},
 	"internal/runtime/runtimetest": {"internal/runtime", "internal/runtime/cgroups", "internal/testutil"},
 	"internal/testutil":            {},
-	"test/e2e":                     {"internal/image/busybox", "internal/testutil"},
+	"test/e2e":                     {"internal/image", "internal/image/busybox", "internal/testutil"},
 }
 
 // allowedInTests are extra imports a package's tests may make (a backend's tests

@@ -188,6 +188,15 @@ func (r *Runtime) observe(rec *containerRecord, dir string) (state runtime.Conta
 		}
 		return runtime.ContainerRunning, changed, nil
 	}
+	// Both are gone. conmon may have written the exit file and exited
+	// between the first read and the liveness check: read it again before
+	// calling the exit lost.
+	if code, at, exited, err := readExitFile(r.exitFile(rec.ID)); err != nil {
+		return "", false, err
+	} else if exited {
+		rec.Exit = &exitRecord{Code: code, FinishedAt: at, Reason: r.exitReason(rec, dir, code)}
+		return runtime.ContainerExited, true, nil
+	}
 	// Both the process and its monitor are gone without an exit file.
 	rec.Exit = &exitRecord{
 		Code: 255, FinishedAt: time.Now(), Reason: runtime.ReasonUnknown,
