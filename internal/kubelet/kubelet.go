@@ -3,7 +3,6 @@ package kubelet
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -359,5 +358,3 @@ func (k *Kubelet) runRelist(ctx context.Context) {
 		}
 	}
 }
-
-func errorf(format string, a ...any) error { return fmt.Errorf("kubelet: "+format, a...) }

@@ -319,15 +319,6 @@ func (st *podState) current(name, sbID string) *runtime.ContainerStatus {
 	return in[len(in)-1]
 }
 
-// latest is the newest instance of container name in any sandbox.
-func (st *podState) latest(name string) *runtime.ContainerStatus {
-	in := st.containers[name]
-	if len(in) == 0 {
-		return nil
-	}
-	return in[len(in)-1]
-}
-
 func (k *Kubelet) loadContainers(ctx context.Context, uid types.UID, st *podState) error {
 	cs, err := k.cfg.Runtime.ListContainers(ctx, runtime.ContainerFilter{Labels: map[string]string{labelPodUID: string(uid)}})
 	if err != nil {
