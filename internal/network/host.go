@@ -192,9 +192,29 @@ func (m *Manager) otherBridges() ([]string, error) {
 	return out, nil
 }
 
-// removeHostState deletes the bridge and, when no other peapod bridge
-// remains, the unreachable routes and portmap's shared chains if no CNI user
-// has host ports.
+// inCluster reports whether bridge name has an IPv4 address in this node's
+// cluster range, or none at all (a bridge being set up).
+func (m *Manager) inCluster(name string) bool {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return false
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil || len(addrs) == 0 {
+		return true
+	}
+	for _, a := range addrs {
+		if m.s.cluster.Contains(a.IP) {
+			return true
+		}
+	}
+	return false
+}
+
+// removeHostState deletes the bridge; the unreachable routes when no other
+// node of the same cluster range remains on the machine; and, when no peapod
+// bridge remains at all, portmap's shared chains if no CNI user has host
+// ports.
 func (m *Manager) removeHostState(ctx context.Context) error {
 	var errs []error
 	if link, err := netlink.LinkByName(m.s.name); err == nil {
@@ -208,8 +228,17 @@ func (m *Manager) removeHostState(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("list links: %w", err))...)
 	}
-	if len(others) > 0 {
-		m.log.Info("keeping the cluster and service routes: other peapod bridges remain", "bridges", others)
+	// The routes belong to every node of this cluster on the machine: they
+	// stay while another bridge has an address in the cluster range (or no
+	// address yet). Bridges of other clusters (other ranges) do not need them.
+	var sameCluster []string
+	for _, name := range others {
+		if m.inCluster(name) {
+			sameCluster = append(sameCluster, name)
+		}
+	}
+	if len(sameCluster) > 0 {
+		m.log.Info("keeping the cluster and service routes: other nodes of the cluster remain", "bridges", sameCluster)
 		return errors.Join(errs...)
 	}
 	for _, dst := range []*net.IPNet{m.s.cluster, m.s.service} {
@@ -223,6 +252,10 @@ func (m *Manager) removeHostState(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("delete route %s: %w", dst, err))
 			}
 		}
+	}
+	if len(others) > 0 {
+		// portmap's chains are shared by every CNI user on the machine.
+		return errors.Join(errs...)
 	}
 	if err := sweepSharedChains(ctx); err != nil {
 		errs = append(errs, err)
