@@ -17,7 +17,7 @@ var allowed = map[string][]string{
 	"internal/server":              {"internal/agent", "internal/apiserver", "internal/certs", "internal/controllers", "internal/join", "internal/scheduler", "internal/storage", "internal/storage/bolt", "internal/storage/etcdserver"},
 	"internal/agent":               {"internal/certs", "internal/containerlogs", "internal/image", "internal/join", "internal/kubelet", "internal/kubeletapi", "internal/network", "internal/runtime", "internal/runtime/cgroups", "internal/runtime/oci", "internal/volume"},
 	"internal/join":                {"internal/certs"},
-	"internal/kubelet":             {"internal/image", "internal/kubeletapi", "internal/prober", "internal/runtime"},
+	"internal/kubelet":             {"internal/image", "internal/kubeletapi", "internal/network", "internal/prober", "internal/runtime"},
 	"internal/prober":              {},
 	"internal/kubeletapi":          {"internal/runtime"},
 	"internal/network":             {},

@@ -264,7 +264,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		RuntimeVersion:    runtimeVersion(o.ContainerRuntime),
 		Images:            images,
 		Network:           netw,
-		Volumes:           volumes{vols},
+		Volumes:           vols,
 		Cgroups:           cg,
 		CgroupRoot:        cgRoot,
 		Clock:             o.Clock,
@@ -341,9 +341,6 @@ func (s apiSource) CreateToken(ctx context.Context, ns, sa string, req *authenti
 	return s.c.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, req, metav1.CreateOptions{})
 }
 
-// volumes adapts the volume manager to the kubelet's interface.
-type volumes struct{ *volume.Manager }
-
 // lazyNetwork builds the CNI network once the node knows its pod CIDR.
 type lazyNetwork struct {
 	cfg network.Config
@@ -380,20 +377,12 @@ func (n *lazyNetwork) manager() (*network.Manager, error) {
 	return n.m, nil
 }
 
-func (n *lazyNetwork) Setup(ctx context.Context, pod kubelet.PodRef, ports []kubelet.PortMapping) (*kubelet.Attachment, error) {
+func (n *lazyNetwork) Setup(ctx context.Context, pod network.PodRef, ports []network.PortMapping) (*network.Attachment, error) {
 	m, err := n.manager()
 	if err != nil {
 		return nil, err
 	}
-	pm := make([]network.PortMapping, len(ports))
-	for i, p := range ports {
-		pm[i] = network.PortMapping(p)
-	}
-	a, err := m.Setup(ctx, network.PodRef(pod), pm)
-	if err != nil {
-		return nil, err
-	}
-	return &kubelet.Attachment{NetNSPath: a.NetNSPath, IPs: a.IPs}, nil
+	return m.Setup(ctx, pod, ports)
 }
 
 func (n *lazyNetwork) Teardown(ctx context.Context, sandboxID string) error {

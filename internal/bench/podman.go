@@ -405,15 +405,7 @@ func (p *podmanPeer) waitFor(ctx context.Context, names []string, state podState
 		if state == stateGone {
 			seen = p.gone
 		}
-		out := make(map[string]time.Time, len(names))
-		var missing []string
-		for _, n := range names {
-			if at, ok := seen[n]; ok {
-				out[n] = at
-			} else {
-				missing = append(missing, n)
-			}
-		}
+		out, missing := splitSeen(names, seen)
 		err, changed := p.err, p.changed
 		p.mu.Unlock()
 		if len(missing) == 0 {

@@ -197,15 +197,7 @@ func describePod(pod *corev1.Pod) string {
 func (t *podTracker) waitFor(ctx context.Context, names []string, state podState) (map[string]time.Time, error) {
 	for {
 		t.mu.Lock()
-		out := make(map[string]time.Time, len(names))
-		var missing []string
-		for _, n := range names {
-			if at, ok := t.seen[state][n]; ok {
-				out[n] = at
-			} else {
-				missing = append(missing, n)
-			}
-		}
+		out, missing := splitSeen(names, t.seen[state])
 		err, changed := t.err, t.changed
 		t.mu.Unlock()
 		if len(missing) == 0 {
@@ -239,4 +231,18 @@ func (t *podTracker) describe(pods []string) string {
 		desc = append(desc, n+": "+last)
 	}
 	return strings.Join(desc, "; ")
+}
+
+// splitSeen returns when each of names was seen, and the names not seen yet.
+func splitSeen(names []string, seen map[string]time.Time) (map[string]time.Time, []string) {
+	out := make(map[string]time.Time, len(names))
+	var missing []string
+	for _, n := range names {
+		if at, ok := seen[n]; ok {
+			out[n] = at
+		} else {
+			missing = append(missing, n)
+		}
+	}
+	return out, missing
 }

@@ -12,23 +12,24 @@ import (
 	"github.com/peapod-dev/peapod/internal/image"
 )
 
-// ensureImage makes c's image present according to its pull policy. When it
-// is not (yet), it records why in st and returns when to try again.
-func (k *Kubelet) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, fp string, st *podState) (time.Duration, bool) {
+// ensureImage makes c's image present according to its pull policy and
+// returns it. When it is not (yet), it records why in st and returns when to
+// try again.
+func (k *Kubelet) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, fp string, st *podState) (image.Image, time.Duration, bool) {
 	ref := c.Image
 	if _, err := image.ParseReference(ref); err != nil {
 		msg := fmt.Sprintf("Failed to apply default image tag %q: couldn't parse image name %q: invalid reference format", ref, ref)
 		k.event(pod, fp, v1.EventTypeWarning, "InspectFailed", "%s", msg)
 		st.waiting[c.Name] = waitingState{"InvalidImageName", msg}
-		return 0, false
+		return image.Image{}, 0, false
 	}
-	_, err := k.cfg.Images.Get(ctx, ref)
+	img, err := k.cfg.Images.Get(ctx, ref)
 	present := err == nil
 	if err != nil && !errors.Is(err, image.ErrNotFound) {
 		msg := fmt.Sprintf("Failed to inspect image %q: %v", ref, err)
 		k.event(pod, fp, v1.EventTypeWarning, "InspectFailed", "%s", msg)
 		st.waiting[c.Name] = waitingState{"ImageInspectError", msg}
-		return 5 * time.Second, false
+		return image.Image{}, 5 * time.Second, false
 	}
 	switch c.ImagePullPolicy {
 	case v1.PullNever:
@@ -36,14 +37,14 @@ func (k *Kubelet) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container,
 			msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", ref)
 			k.event(pod, fp, v1.EventTypeWarning, "ErrImageNeverPull", "%s", msg)
 			st.waiting[c.Name] = waitingState{"ErrImageNeverPull", msg}
-			return 0, false
+			return image.Image{}, 0, false
 		}
-		return 0, true
+		return img, 0, true
 	case v1.PullAlways:
 	default: // IfNotPresent
 		if present {
 			k.event(pod, fp, v1.EventTypeNormal, "Pulled", "Container image %q already present on machine", ref)
-			return 0, true
+			return img, 0, true
 		}
 	}
 	key := string(pod.UID) + "_" + ref
@@ -52,19 +53,18 @@ func (k *Kubelet) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container,
 		k.event(pod, fp, v1.EventTypeNormal, "BackOff", "Back-off pulling image %q", ref)
 		k.event(pod, fp, v1.EventTypeWarning, "Failed", "Error: ImagePullBackOff")
 		st.waiting[c.Name] = waitingState{"ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q", ref)}
-		return k.pullBackOff.Get(key), false
+		return image.Image{}, k.pullBackOff.Get(key), false
 	}
 	k.event(pod, fp, v1.EventTypeNormal, "Pulling", "Pulling image %q", ref)
 	keyring, err := k.pullSecrets(ctx, pod)
 	if err == nil {
-		var img image.Image
 		img, err = k.cfg.Images.Pull(ctx, ref, keyring)
 		if err == nil {
 			d := k.clock.Since(now).Round(time.Millisecond)
 			k.event(pod, fp, v1.EventTypeNormal, "Pulled",
 				"Successfully pulled image %q in %v (%v including waiting). Image size: %d bytes.", ref, d, d, img.Size)
 			k.pullBackOff.Reset(key)
-			return 0, true
+			return img, 0, true
 		}
 	}
 	k.pullBackOff.Next(key, now)
@@ -72,7 +72,7 @@ func (k *Kubelet) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container,
 	k.event(pod, fp, v1.EventTypeWarning, "Failed", "%s", msg)
 	k.event(pod, fp, v1.EventTypeWarning, "Failed", "Error: ErrImagePull")
 	st.waiting[c.Name] = waitingState{"ErrImagePull", msg}
-	return k.pullBackOff.Get(key), false
+	return image.Image{}, k.pullBackOff.Get(key), false
 }
 
 // pullSecrets builds the credentials of the pod's imagePullSecrets; missing

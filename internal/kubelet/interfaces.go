@@ -2,12 +2,12 @@ package kubelet
 
 import (
 	"context"
-	"net"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/peapod-dev/peapod/internal/image"
+	"github.com/peapod-dev/peapod/internal/network"
 	"github.com/peapod-dev/peapod/internal/runtime"
 )
 
@@ -25,24 +25,6 @@ type Images interface {
 	Release(holder string) error
 }
 
-// PodRef names a pod's sandbox for the network.
-type PodRef struct {
-	Namespace, Name, UID, SandboxID string
-}
-
-// PortMapping is a hostPort.
-type PortMapping struct {
-	HostPort, ContainerPort int32
-	Protocol                string
-	HostIP                  string
-}
-
-// Attachment is a sandbox's network namespace and addresses.
-type Attachment struct {
-	NetNSPath string
-	IPs       []net.IP
-}
-
 // Network gives pod sandboxes their network.
 type Network interface {
 	// EnsureHost prepares the node for pods in podCIDR (bridge
@@ -52,7 +34,7 @@ type Network interface {
 	// Setup creates the sandbox's network namespace and attaches it; calling
 	// it again for an attached sandbox returns the existing attachment. On
 	// error nothing is left behind.
-	Setup(ctx context.Context, pod PodRef, ports []PortMapping) (*Attachment, error)
+	Setup(ctx context.Context, pod network.PodRef, ports []network.PortMapping) (*network.Attachment, error)
 	// Teardown detaches and removes the sandbox's namespace; a sandbox that
 	// is not attached is nil.
 	Teardown(ctx context.Context, sandboxID string) error

@@ -92,14 +92,14 @@ type Kubelet struct {
 	crashBackOff *flowcontrol.Backoff
 	pullBackOff  *flowcontrol.Backoff
 
-	netMu       sync.Mutex // serializes bringing the network up
-	mu          sync.Mutex
-	networkUp   bool
-	lastPods    map[types.UID]*v1.Pod // last seen object, for pods deleted from the API
-	lastRelist  map[string]runtime.ContainerState
-	startTimes  map[types.UID]time.Time
-	podCIDR     string
-	nodeCreated time.Time
+	// memory is the machine's memory in bytes, read once.
+	memory int64
+
+	netMu      sync.Mutex // serializes bringing the network up
+	mu         sync.Mutex
+	networkUp  bool
+	lastPods   map[types.UID]*v1.Pod // last seen object, for pods deleted from the API
+	lastRelist map[string]string     // container or "sandbox/"+ID -> state
 }
 
 const uidIndex = "uid"
@@ -142,8 +142,8 @@ func New(cfg Config) (*Kubelet, error) {
 		crashBackOff: flowcontrol.NewBackOff(cfg.RestartBackOff, cfg.MaxRestartBackOff),
 		pullBackOff:  flowcontrol.NewBackOff(cfg.RestartBackOff, cfg.MaxRestartBackOff),
 		lastPods:     map[types.UID]*v1.Pod{},
-		lastRelist:   map[string]runtime.ContainerState{},
-		startTimes:   map[types.UID]time.Time{},
+		lastRelist:   map[string]string{},
+		memory:       memTotal(),
 	}
 	k.prober = k.newProber()
 	return k, nil
@@ -297,7 +297,6 @@ func (k *Kubelet) nodeChanged(ctx context.Context, n *v1.Node) {
 	}
 	k.mu.Lock()
 	k.networkUp = true
-	k.podCIDR = n.Spec.PodCIDR
 	k.mu.Unlock()
 	k.log.Info("pod network ready", "podCIDR", n.Spec.PodCIDR)
 	go k.updateNodeStatus(ctx)
@@ -328,12 +327,12 @@ func (k *Kubelet) runRelist(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		seen := make(map[string]runtime.ContainerState, len(cs))
+		seen := make(map[string]string, len(cs))
 		k.mu.Lock()
 		previous := k.lastRelist
 		for _, c := range cs {
-			seen[c.ID] = c.State
-			if old, ok := k.lastRelist[c.ID]; !ok || old != c.State {
+			seen[c.ID] = string(c.State)
+			if old, ok := previous[c.ID]; !ok || old != string(c.State) {
 				if uid := c.Labels[labelPodUID]; uid != "" {
 					k.queue.Add(types.UID(uid))
 				}
@@ -346,7 +345,7 @@ func (k *Kubelet) runRelist(ctx context.Context) {
 			k.mu.Lock()
 			for _, sb := range sbs {
 				key := "sandbox/" + sb.ID
-				state := runtime.ContainerState(sb.State)
+				state := string(sb.State)
 				if old, ok := previous[key]; ok && old != state {
 					if uid := sb.Labels[labelPodUID]; uid != "" {
 						k.queue.Add(types.UID(uid))

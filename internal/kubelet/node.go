@@ -60,12 +60,9 @@ func (k *Kubelet) registerNode(ctx context.Context) error {
 				},
 			}
 			node.Status = k.nodeStatus(nil)
-			created, err := k.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+			_, err := k.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 			if err == nil {
 				k.log.Info("node registered", "node", k.cfg.NodeName)
-				k.mu.Lock()
-				k.nodeCreated = created.CreationTimestamp.Time
-				k.mu.Unlock()
 				return nil
 			}
 			if !apierrors.IsAlreadyExists(err) {
@@ -88,9 +85,6 @@ func (k *Kubelet) registerNode(ctx context.Context) error {
 					break
 				}
 			}
-			k.mu.Lock()
-			k.nodeCreated = n.CreationTimestamp.Time
-			k.mu.Unlock()
 			return nil
 		default:
 			k.log.Warn("registering node", "err", err)
@@ -193,7 +187,7 @@ func (k *Kubelet) nodeStatus(old *v1.Node) v1.NodeStatus {
 		"hugepages-1Gi": resource.MustParse("0"),
 	}
 	allocatable := capacity.DeepCopy()
-	if mem := memTotal(); mem > 0 {
+	if mem := k.memory; mem > 0 {
 		capacity[v1.ResourceMemory] = *resource.NewQuantity(mem, resource.BinarySI)
 		allocatable[v1.ResourceMemory] = *resource.NewQuantity(max(mem-evictionReserve, 0), resource.BinarySI)
 	}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/kubernetes/pkg/kubelet/util/format"
 	"k8s.io/utils/ptr"
 
+	"github.com/peapod-dev/peapod/internal/network"
 	"github.com/peapod-dev/peapod/internal/runtime"
 )
 
@@ -159,7 +160,6 @@ func (k *Kubelet) forget(uid types.UID) {
 	k.prober.RemovePod(uid)
 	k.mu.Lock()
 	delete(k.lastPods, uid)
-	delete(k.startTimes, uid)
 	k.mu.Unlock()
 }
 
@@ -372,7 +372,8 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *v1.Pod, sb *runtime.S
 // the runtime ID of the container whose PID namespace it joins ("" for none).
 func (k *Kubelet) startContainerWith(ctx context.Context, pod *v1.Pod, sb *runtime.SandboxStatus, c *v1.Container, kind string, st *podState, attempt uint32, target string) (time.Duration, error) {
 	fp := fieldPath(pod, c.Name)
-	if d, ok := k.ensureImage(ctx, pod, c, fp, st); !ok {
+	img, d, ok := k.ensureImage(ctx, pod, c, fp, st)
+	if !ok {
 		return d, nil
 	}
 	holder := fmt.Sprintf("%s_%s_%d", pod.UID, c.Name, attempt)
@@ -390,6 +391,11 @@ func (k *Kubelet) startContainerWith(ctx context.Context, pod *v1.Pod, sb *runti
 		return 5 * time.Second, nil
 	}
 	cc.Annotations[annotationHolder] = holder
+	// The status reports the image the instance runs, resolved once here.
+	cc.Annotations[annotationImageID] = img.RepoDigest
+	if img.RepoDigest == "" {
+		cc.Annotations[annotationImageID] = img.ID
+	}
 	if kind != kindApp {
 		cc.Annotations[annotationKind] = kind
 	}
@@ -427,6 +433,9 @@ func (k *Kubelet) startContainerWith(ctx context.Context, pod *v1.Pod, sb *runti
 	}
 	return 0, nil
 }
+
+// annotationImageID is the image an instance runs, as imageID reports it.
+const annotationImageID = "peapod.dev/image-id"
 
 // annotationHolder records which image holder a container's layers are
 // pinned for.
@@ -483,7 +492,7 @@ func (k *Kubelet) ensureSandbox(ctx context.Context, pod *v1.Pod, cgroup string)
 	var ips []string
 	var netns string
 	if !pod.Spec.HostNetwork {
-		att, err := k.cfg.Network.Setup(ctx, PodRef{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), SandboxID: netID}, hostPorts(pod))
+		att, err := k.cfg.Network.Setup(ctx, network.PodRef{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), SandboxID: netID}, hostPorts(pod))
 		if err != nil {
 			return nil, fmt.Errorf("network: %w", err)
 		}
@@ -541,11 +550,6 @@ func (k *Kubelet) ensureSandbox(ctx context.Context, pod *v1.Pod, cgroup string)
 		_ = k.cfg.Network.Teardown(ctx, netID)
 		return nil, err
 	}
-	k.mu.Lock()
-	if _, ok := k.startTimes[pod.UID]; !ok {
-		k.startTimes[pod.UID] = k.clock.Now()
-	}
-	k.mu.Unlock()
 	return k.cfg.Runtime.SandboxStatus(ctx, id)
 }
 
@@ -563,14 +567,14 @@ func (k *Kubelet) sandboxes(ctx context.Context, uid types.UID) ([]*runtime.Sand
 	return out, nil
 }
 
-func hostPorts(pod *v1.Pod) []PortMapping {
-	var out []PortMapping
+func hostPorts(pod *v1.Pod) []network.PortMapping {
+	var out []network.PortMapping
 	for _, c := range allContainers(pod) {
 		for _, p := range c.Ports {
 			if p.HostPort == 0 {
 				continue
 			}
-			out = append(out, PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort,
+			out = append(out, network.PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort,
 				Protocol: strings.ToLower(string(p.Protocol)), HostIP: p.HostIP})
 		}
 	}

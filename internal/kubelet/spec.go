@@ -365,7 +365,7 @@ func (k *Kubelet) resources(pod *v1.Pod, c *v1.Container) runtime.Resources {
 	case v1.PodQOSBestEffort:
 		adj = 1000
 	default:
-		memCap := memTotal()
+		memCap := k.memory
 		req := c.Resources.Requests.Memory().Value()
 		adj = 1000
 		if memCap > 0 {

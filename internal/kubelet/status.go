@@ -60,11 +60,7 @@ func (k *Kubelet) podStatus(ctx context.Context, pod *v1.Pod, st *podState) *v1.
 			s.PodIPs = append(s.PodIPs, v1.PodIP{IP: ip})
 		}
 	}
-	k.mu.Lock()
-	if t, ok := k.startTimes[pod.UID]; ok && s.StartTime == nil {
-		s.StartTime = &metav1.Time{Time: t}
-	}
-	k.mu.Unlock()
+	// The pod started on this node when its first sandbox was made.
 	if s.StartTime == nil && st.sandbox != nil {
 		s.StartTime = &metav1.Time{Time: st.sandbox.CreatedAt}
 	}
@@ -105,16 +101,11 @@ func isSidecar(c *v1.Container) bool {
 
 func (k *Kubelet) containerStatus(ctx context.Context, pod *v1.Pod, c *v1.Container, st *podState, init, initDone bool) v1.ContainerStatus {
 	cs := v1.ContainerStatus{Name: c.Name, Image: c.Image}
-	if img, err := k.cfg.Images.Get(ctx, c.Image); err == nil {
-		cs.ImageID = img.RepoDigest
-		if cs.ImageID == "" {
-			cs.ImageID = img.ID
-		}
-	}
 	in := st.containers[c.Name]
 	var cur *runtime.ContainerStatus
 	if len(in) > 0 {
 		cur = in[len(in)-1]
+		cs.ImageID = cur.Annotations[annotationImageID]
 		cs.RestartCount = int32(cur.Attempt)
 		cs.ContainerID = containerIDPrefix + cur.ID
 		switch cur.State {

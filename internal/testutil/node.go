@@ -45,8 +45,8 @@ func StartNode(t testing.TB, archive string, extraArgs ...string) *Server {
 		t:           t,
 		Bin:         PeapodBin(t),
 		DataDir:     t.TempDir(),
-		Port:        freePort(t),
-		KubeletPort: freePort(t),
+		Port:        FreePort(t),
+		KubeletPort: FreePort(t),
 		NodeName:    "node-" + hex.EncodeToString(b[:]),
 		extraArgs:   extraArgs,
 	}

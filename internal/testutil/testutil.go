@@ -123,7 +123,8 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
-func freePort(t testing.TB) int {
+// FreePort is a TCP port on 127.0.0.1 that nothing listens on now.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -142,7 +143,7 @@ func StartServer(t testing.TB, extraArgs ...string) *Server {
 		t:         t,
 		Bin:       PeapodBin(t),
 		DataDir:   t.TempDir(),
-		Port:      freePort(t),
+		Port:      FreePort(t),
 		extraArgs: extraArgs,
 	}
 	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")

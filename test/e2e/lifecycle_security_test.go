@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +44,13 @@ spec:
   - {name: c, image: "busybox:1.36", command: ["sleep", "3600"]}
 `, "create", "-f", "-")
 	waitReady(t, s, "on-crun")
-	// crun's state dir knows the pod's containers.
+	// The pod's container runs under crun: crun's own state (the handler's
+	// --root) lists it, running.
+	id := strings.TrimPrefix(s.MustKubectl("get", "pod", "on-crun", "-o", "jsonpath={.status.containerStatuses[0].containerID}"), "peapod://")
+	out, err := exec.Command("crun", "--root", filepath.Join(s.DataDir, "agent", "runtime", "runtime", "crun"), "list").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), id) || !strings.Contains(string(out), "running") {
+		t.Errorf("crun list: %v\n%s (want %s running)", err, out, id)
+	}
 	Eventually(t, 20*time.Second, func() error {
 		ev := s.MustKubectl("get", "events", "--field-selector", "involvedObject.name=on-nowhere")
 		if !strings.Contains(ev, "FailedCreatePodSandBox") || !strings.Contains(ev, `no runtime for "nowhere" is configured`) {
@@ -143,11 +152,25 @@ spec:
 	if r := s.KubectlRun("", "exec", "sec", "-c", "confined", "--", "unshare", "-U", "true"); r.Err == nil {
 		t.Errorf("unshare -U allowed under RuntimeDefault")
 	}
-	if got := field("privileged", "CapEff:"); got != "000001ffffffffff" && got != "000003ffffffffff" && !strings.HasPrefix(got, "0000") {
-		t.Errorf("privileged CapEff %q", got)
+	// Privileged: every capability (CAP_SYS_ADMIN among them, which the
+	// default set lacks) and the host's devices.
+	caps := func(c string) uint64 {
+		n, err := strconv.ParseUint(field(c, "CapEff:"), 16, 64)
+		if err != nil {
+			t.Fatalf("CapEff of %s: %v", c, err)
+		}
+		return n
 	}
-	if out := s.MustKubectl("exec", "sec", "-c", "privileged", "--", "sh", "-c", "ls /dev | wc -l"); len(strings.TrimSpace(out)) < 2 {
-		t.Errorf("privileged container sees few devices: %s", out)
+	const capSysAdmin = 1 << 21
+	if priv, def := caps("privileged"), caps("unconfined"); priv&capSysAdmin == 0 || def&capSysAdmin != 0 || priv&def != def {
+		t.Errorf("CapEff privileged %x, default %x", priv, def)
+	}
+	devices := func(c string) int {
+		out := s.MustKubectl("exec", "sec", "-c", c, "--", "ls", "/dev")
+		return len(strings.Fields(out))
+	}
+	if priv, def := devices("privileged"), devices("unconfined"); priv <= def {
+		t.Errorf("privileged container sees %d entries in /dev, the default one %d", priv, def)
 	}
 	if r := s.KubectlRun("", "exec", "sec", "-c", "nonet", "--", "chown", "1:1", "/tmp"); r.Err == nil {
 		t.Errorf("chown allowed with CHOWN dropped")

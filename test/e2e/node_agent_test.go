@@ -2,8 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,20 +89,7 @@ spec:
 // nodes reach each other.
 func TestNodeAgentJoins(t *testing.T) {
 	s := StartNode(t)
-	token, err := os.ReadFile(filepath.Join(s.DataDir, "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", dir, BusyboxArchive(t)).CombinedOutput(); err != nil {
-		t.Fatalf("image load: %v %s", err, out)
-	}
-	server := "https://127.0.0.1:" + strconv.Itoa(s.Port)
-	testutil.WriteRegistries(t, filepath.Join(dir, "registries.yaml"), "http://127.0.0.1:1")
-	agentArgs := func(tok string) []string {
-		return []string{"agent", "--server", server, "--token", tok, "--data-dir", dir, "--node-name", "joiner",
-			"--node-ip", "127.0.0.1", "--kubelet-port", strconv.Itoa(freeTCPPort(t)), "--registries", filepath.Join(dir, "registries.yaml")}
-	}
+	dir, agentArgs := prepareAgent(t, s, "joiner")
 
 	// A wrong token gets nothing.
 	out, err := exec.Command(s.Bin, agentArgs("wrong-token")...).CombinedOutput()
@@ -109,7 +97,7 @@ func TestNodeAgentJoins(t *testing.T) {
 		t.Errorf("agent with a wrong token: %v\n%s", err, out)
 	}
 
-	startAgent(t, s, dir, agentArgs(strings.TrimSpace(string(token))))
+	startAgent(t, s, dir, agentArgs(serverToken(t, s)))
 	Eventually(t, 60*time.Second, func() error {
 		r := s.KubectlRun("", "get", "node", "joiner", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.spec.podCIDR} {.spec.taints}")
 		if r.Err != nil || !strings.HasPrefix(r.Stdout, "True 10.42.") || strings.Contains(r.Stdout, "not-ready") {
@@ -118,10 +106,17 @@ func TestNodeAgentJoins(t *testing.T) {
 		return nil
 	})
 	// Its own identity, not the token or the admin's.
-	crt := filepath.Join(dir, "agent", "tls", "client.crt")
-	if out, err := exec.Command("openssl", "x509", "-noout", "-subject", "-in", crt).CombinedOutput(); err == nil &&
-		!strings.Contains(string(out), "system:node:joiner") {
-		t.Errorf("node client certificate subject: %s", out)
+	crtPEM, err := os.ReadFile(filepath.Join(dir, "agent", "tls", "client.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(crtPEM)
+	if blk == nil {
+		t.Fatalf("node client certificate is not PEM")
+	}
+	crt, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil || crt.Subject.CommonName != "system:node:joiner" || len(crt.Subject.Organization) != 1 || crt.Subject.Organization[0] != "system:nodes" {
+		t.Errorf("node client certificate: %v %v", crt.Subject, err)
 	}
 	lease, err := s.Client().CoordinationV1().Leases("kube-node-lease").Get(context.Background(), "joiner", metav1.GetOptions{})
 	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != "joiner" || lease.Spec.RenewTime == nil {
@@ -172,14 +167,32 @@ spec:
 	}
 }
 
-func freeTCPPort(t *testing.T) int {
+// prepareAgent makes a data dir for `peapod agent` node name joining s (the
+// busybox image loaded, every pull sent to loopback) and returns it with the
+// agent's arguments for a token.
+func prepareAgent(t *testing.T, s *Server, name string) (string, func(token string) []string) {
 	t.Helper()
-	l, err := netListen()
+	dir := t.TempDir()
+	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", dir, BusyboxArchive(t)).CombinedOutput(); err != nil {
+		t.Fatalf("image load: %v %s", err, out)
+	}
+	registries := filepath.Join(dir, "registries.yaml")
+	testutil.WriteRegistries(t, registries, "http://127.0.0.1:1")
+	port := strconv.Itoa(testutil.FreePort(t))
+	return dir, func(token string) []string {
+		return []string{"agent", "--server", "https://127.0.0.1:" + strconv.Itoa(s.Port), "--token", token, "--data-dir", dir,
+			"--node-name", name, "--node-ip", "127.0.0.1", "--kubelet-port", port, "--registries", registries}
+	}
+}
+
+// serverToken is s's node join token.
+func serverToken(t *testing.T, s *Server) string {
+	t.Helper()
+	token, err := os.ReadFile(filepath.Join(s.DataDir, "token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*tcpAddr).Port
+	return strings.TrimSpace(string(token))
 }
 
 // seed 004's node affinity: Pending with upstream's reason until a node has
@@ -218,10 +231,6 @@ spec:
 	waitReady(t, s, "with-node-affinity")
 }
 
-type tcpAddr = net.TCPAddr
-
-func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
-
 // startAgent runs `peapod agent` with args until the test ends, then stops it
 // by PID and resets its data dir.
 func startAgent(t *testing.T, s *Server, dir string, args []string) {
@@ -257,18 +266,9 @@ func startAgent(t *testing.T, s *Server, dir string, args []string) {
 func TestNodeSurvivesServerOutage(t *testing.T) {
 	testutil.RequireNodeTools(t)
 	s := StartServer(t)
-	token, err := os.ReadFile(filepath.Join(s.DataDir, "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, signal := t.TempDir(), t.TempDir()
-	testutil.WriteRegistries(t, filepath.Join(dir, "registries.yaml"), "http://127.0.0.1:1")
-	if out, err := exec.Command(s.Bin, "image", "load", "--data-dir", dir, BusyboxArchive(t)).CombinedOutput(); err != nil {
-		t.Fatalf("image load: %v %s", err, out)
-	}
-	startAgent(t, s, dir, []string{"agent", "--server", "https://127.0.0.1:" + strconv.Itoa(s.Port), "--token", strings.TrimSpace(string(token)),
-		"--data-dir", dir, "--node-name", "outage", "--node-ip", "127.0.0.1", "--kubelet-port", strconv.Itoa(freeTCPPort(t)),
-		"--registries", filepath.Join(dir, "registries.yaml")})
+	signal := t.TempDir()
+	dir, agentArgs := prepareAgent(t, s, "outage")
+	startAgent(t, s, dir, agentArgs(serverToken(t, s)))
 	Eventually(t, 60*time.Second, func() error {
 		if r := s.KubectlRun("", "get", "node", "outage", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`); r.Stdout != "True" {
 			return fmt.Errorf("node outage not Ready: %q %s", r.Stdout, r.Stderr)

@@ -30,7 +30,7 @@ func TestNodeCrun(t *testing.T) {
 // hostNetwork, hostPort, hostPID and graceful deletion.
 func TestNodeHostNamespacesAndDeletion(t *testing.T) {
 	s := StartNode(t)
-	hostPort := freeTCPPort(t)
+	hostPort := testutil.FreePort(t)
 	s.MustKubectlIn(fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: hostnet}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -43,7 +44,7 @@ func TestNodeImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(testutilDiscard{}, "", 0)))}
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	img, err := busybox.Image("/bin/busybox")
@@ -125,7 +126,3 @@ spec:
 		t.Errorf("exec in the pulled image: %q", out)
 	}
 }
-
-type testutilDiscard struct{}
-
-func (testutilDiscard) Write(p []byte) (int, error) { return len(p), nil }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/peapod-dev/peapod/internal/testutil"
 )
 
 // kubectl logs, exec, attach, port-forward and cp through the API server to
@@ -101,7 +103,7 @@ spec:
 	}
 
 	// port-forward to the web container.
-	port := freeTCPPort(t)
+	port := testutil.FreePort(t)
 	pf := exec.Command(s.Kubectl, "--kubeconfig", s.Kubeconfig, "port-forward", "pod/talk", fmt.Sprintf("%d:8080", port))
 	pf.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := pf.Start(); err != nil {
