@@ -15,10 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apiserver/pkg/endpoints/filters"
@@ -138,6 +140,9 @@ func (cfg Config) args(authnConfigPath string) []string {
 		"--authentication-config=" + authnConfigPath,
 		"--authorization-mode=AlwaysAllow",
 		"--enable-priority-and-fairness=false",
+		// peapod configures no tracing exporter; without the gate the
+		// request path skips OpenTelemetry's HTTP and gRPC middleware.
+		"--feature-gates=APIServerTracing=false",
 		"--runtime-config=api/all=false," + strings.Join(withTrue(groups), ","),
 		"--disable-admission-plugins=" + strings.Join(disabledAdmission, ","),
 		"--allow-privileged=true",
@@ -155,6 +160,16 @@ func (cfg Config) args(authnConfigPath string) []string {
 		a = append(a, "--advertise-address="+cfg.AdvertiseAddress)
 	}
 	return a
+}
+
+// fromLoopback reports whether r came over a loopback connection.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func withTrue(gvs []string) []string {
@@ -206,18 +221,24 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api server config: %w", err)
 	}
-	if len(cfg.PublicHandlers) > 0 {
-		inner := genericConfig.BuildHandlerChainFunc
-		genericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-			chain := inner(h, c)
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if ph, ok := cfg.PublicHandlers[r.URL.Path]; ok {
-					ph.ServeHTTP(w, r)
-					return
-				}
-				chain.ServeHTTP(w, r)
-			})
-		}
+	genericConfig.Authentication.Authenticator = newCachedCertAuth(genericConfig.Authentication.Authenticator, time.Now)
+	inner := genericConfig.BuildHandlerChainFunc
+	genericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+		chain := inner(h, c)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if ph, ok := cfg.PublicHandlers[r.URL.Path]; ok {
+				ph.ServeHTTP(w, r)
+				return
+			}
+			if fromLoopback(r) {
+				// Compressing a response costs the server more CPU than
+				// sending it over loopback saves (a 10,000-pod LIST: 13 MB
+				// raw, about 100 ms of gzip): clients on this machine get
+				// identity encoding. Remote clients are unaffected.
+				r.Header.Del("Accept-Encoding")
+			}
+			chain.ServeHTTP(w, r)
+		})
 	}
 	kubeAPIs, _, _, err := kubeapiserver.CreateKubeAPIServerConfig(completed, genericConfig, informers, storageFactory)
 	if err != nil {

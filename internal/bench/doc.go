@@ -5,7 +5,7 @@
 //
 // A Kubernetes API server's pod handling (create throughput and latency, GET
 // latency under load, LIST time, watch fan-out) and its memory, against a
-// peapod server it starts itself (`server --disable-agent`) or any server a
+// peapod server it starts itself (`server --disable-agent --disable-scheduler`) or any server a
 // kubeconfig names (hack/bench-upstream.sh: kube-apiserver over etcd). Run
 // drives the steps; Result is what it measured; WriteComparison puts two
 // sides' results next to each other.

@@ -32,6 +32,41 @@ type ProcMemory struct {
 	FileKiB int64
 }
 
+// ReadProcCPU returns the CPU time (user + system) pid has used so far, from
+// /proc/PID/stat, in the kernel's user-visible clock ticks (USER_HZ, 100 per
+// second on Linux).
+func ReadProcCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStat(b)
+}
+
+func parseProcStat(b []byte) (time.Duration, error) {
+	// The command name (field 2) is in parentheses and may contain spaces:
+	// count fields after its closing parenthesis. utime and stime are fields
+	// 14 and 15, so the 12th and 13th after it.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed /proc stat line")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("malformed /proc stat line: %d fields after the command", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed /proc stat line: %w", err)
+		}
+		ticks += n
+	}
+	const userHZ = 100
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}
+
 // ReadProcMemory reads pid's VmRSS and VmHWM.
 func ReadProcMemory(pid int) (ProcMemory, error) {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
@@ -105,7 +140,7 @@ func hostInfo() Host {
 	return h
 }
 
-// ownServer is a `peapod server --disable-agent` the benchmark started in a
+// ownServer is a `peapod server --disable-agent --disable-scheduler` the benchmark started in a
 // temporary data dir on a free loopback port.
 type ownServer struct {
 	cmd        *exec.Cmd
@@ -143,7 +178,11 @@ func startServer(ctx context.Context, bin string, timeout time.Duration, progres
 	if s.logFile, err = os.Create(s.logPath); err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(bin, "server", "--disable-agent",
+	// No agent and no scheduler: the API server, its store and the
+	// controllers, as comparable as peapod gets to a bare kube-apiserver over
+	// etcd. (A scheduler would add a FailedScheduling event and a status
+	// write to every benchmark pod, none of which has a node to go to.)
+	s.cmd = exec.Command(bin, "server", "--disable-agent", "--disable-scheduler",
 		"--data-dir", dataDir,
 		"--https-listen-port", strconv.Itoa(port),
 		"--bind-address", "127.0.0.1")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -133,5 +134,24 @@ func TestTail(t *testing.T) {
 	quiet := "level=INFO msg=a\nlevel=INFO msg=b\nlevel=INFO msg=c\n"
 	if got, want := tail(quiet, 2), "level=INFO msg=b\nlevel=INFO msg=c"; got != want {
 		t.Errorf("tail of INFO only = %q, want %q", got, want)
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	// A command name with spaces and parentheses; utime 250 + stime 50 ticks.
+	line := "4242 (peapod (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 100 1000 10\n"
+	got, err := parseProcStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 3*time.Second {
+		t.Fatalf("cpu = %v, want 3s", got)
+	}
+	if _, err := parseProcStat([]byte("4242 (short) S 1 2")); err == nil {
+		t.Fatal("short line accepted")
+	}
+	self, err := ReadProcCPU(os.Getpid())
+	if err != nil || self < 0 {
+		t.Fatalf("own CPU time: %v, %v", self, err)
 	}
 }

@@ -75,6 +75,19 @@ type Throughput struct {
 	Seconds   float64 `json:"seconds"`
 	PerSecond float64 `json:"per_second"`
 	Latency   Latency `json:"latency"`
+	// ServerCPUSeconds is the CPU time the server (and its separate store,
+	// when known) used during the batch; 0 when their PIDs are unknown. Per
+	// request it is a measure of efficiency that other work on the machine
+	// skews far less than throughput.
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
+}
+
+// cpuPerRequest is t's server CPU time per request, in milliseconds.
+func (t Throughput) cpuPerRequest() (float64, bool) {
+	if t.Count == 0 || t.ServerCPUSeconds <= 0 {
+		return 0, false
+	}
+	return t.ServerCPUSeconds * 1000 / float64(t.Count), true
 }
 
 // List is the time of full (unpaginated) LISTs of the LIST namespace's pods:
@@ -205,9 +218,11 @@ func metrics(r *Result) []metric {
 		{fmt.Sprintf("create, 1 client (%d pods)", c.Creates), "pods/s", true, func(r *Result) (float64, bool) { return positive(r.CreateSerial.PerSecond) }},
 		{"  create latency p50, 1 client", "ms", false, func(r *Result) (float64, bool) { return positive(r.CreateSerial.Latency.P50Ms) }},
 		{"  create latency p99, 1 client", "ms", false, func(r *Result) (float64, bool) { return positive(r.CreateSerial.Latency.P99Ms) }},
+		{"  server CPU per create, 1 client", "ms", false, func(r *Result) (float64, bool) { return r.CreateSerial.cpuPerRequest() }},
 		{fmt.Sprintf("create, %d clients (%d pods)", c.Clients, c.Creates), "pods/s", true, func(r *Result) (float64, bool) { return positive(r.CreateParallel.PerSecond) }},
 		{fmt.Sprintf("  create latency p50, %d clients", c.Clients), "ms", false, func(r *Result) (float64, bool) { return positive(r.CreateParallel.Latency.P50Ms) }},
 		{fmt.Sprintf("  create latency p99, %d clients", c.Clients), "ms", false, func(r *Result) (float64, bool) { return positive(r.CreateParallel.Latency.P99Ms) }},
+		{fmt.Sprintf("  server CPU per create, %d clients", c.Clients), "ms", false, func(r *Result) (float64, bool) { return r.CreateParallel.cpuPerRequest() }},
 		{fmt.Sprintf("GET one pod p50, during %d-client create", c.Clients), "ms", false, func(r *Result) (float64, bool) { return positive(r.GetDuringLoad.P50Ms) }},
 		{fmt.Sprintf("GET one pod p99, during %d-client create", c.Clients), "ms", false, func(r *Result) (float64, bool) { return positive(r.GetDuringLoad.P99Ms) }},
 		{fmt.Sprintf("deletecollection (%d pods)", r.DeleteCollection.Count), "pods/s", true, func(r *Result) (float64, bool) { return positive(r.DeleteCollection.PerSecond) }},

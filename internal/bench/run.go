@@ -128,7 +128,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 		}()
 		kubeconfig = srv.kubeconfig
 		o.ServerPID = srv.pid()
-		server = bin + " server --disable-agent (started by the benchmark)"
+		server = bin + " server --disable-agent --disable-scheduler (started by the benchmark)"
 		if label == "" {
 			label = "peapod"
 		}
@@ -204,6 +204,24 @@ func Run(ctx context.Context, o Options, progress io.Writer) (res *Result, err e
 	r.res.DurationSeconds = time.Since(start).Seconds()
 	r.res.LoadEnd = loadAverage()
 	return r.res, nil
+}
+
+// serverCPU is the CPU time the server and its separate store have used so
+// far; 0 when neither PID is known.
+func (r *runner) serverCPU() time.Duration {
+	var total time.Duration
+	for _, pid := range []int{r.o.ServerPID, r.o.StorePID} {
+		if pid == 0 {
+			continue
+		}
+		d, err := ReadProcCPU(pid)
+		if err != nil {
+			r.logf("reading pid %d CPU time: %v", pid, err)
+			continue
+		}
+		total += d
+	}
+	return total
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -330,7 +348,11 @@ func createPods(ctx context.Context, clients []*kubernetes.Clientset, ns, prefix
 }
 
 func (r *runner) logThroughput(what string, t Throughput) {
-	r.logf("%s: %d in %.2fs = %.0f/s (p50 %.2fms, p99 %.2fms)", what, t.Count, t.Seconds, t.PerSecond, t.Latency.P50Ms, t.Latency.P99Ms)
+	msg := fmt.Sprintf("%s: %d in %.2fs = %.0f/s (p50 %.2fms, p99 %.2fms)", what, t.Count, t.Seconds, t.PerSecond, t.Latency.P50Ms, t.Latency.P99Ms)
+	if ms, ok := t.cpuPerRequest(); ok {
+		msg += fmt.Sprintf(", server CPU %.2fms per request", ms)
+	}
+	r.logf("%s", msg)
 }
 
 func (r *runner) createSerial(ctx context.Context) error {
@@ -339,7 +361,9 @@ func (r *runner) createSerial(ctx context.Context) error {
 		return err
 	}
 	r.logf("creating %d pods with 1 client", r.o.Creates)
+	cpu0 := r.serverCPU()
 	t, err := createPods(ctx, c, r.nsCreate1, "pod", r.o.Creates, nil)
+	t.ServerCPUSeconds = (r.serverCPU() - cpu0).Seconds()
 	r.podCount[r.nsCreate1] = t.Count
 	if err != nil {
 		return err
@@ -388,7 +412,9 @@ func (r *runner) createParallel(ctx context.Context) error {
 	}()
 
 	r.logf("creating %d pods with %d clients, GETting one pod every %s meanwhile", r.o.Creates, r.o.Clients, r.o.GetInterval)
+	cpu0 := r.serverCPU()
 	t, err := createPods(ctx, r.parallel, r.nsCreateN, "pod", r.o.Creates, nil)
+	t.ServerCPUSeconds = (r.serverCPU() - cpu0).Seconds()
 	close(stop)
 	perr := <-probeDone
 	r.podCount[r.nsCreateN] += t.Count

@@ -34,7 +34,7 @@ one and with many clients (each on its own connection) and their latencies,
 GET latency under load, full LIST time (protobuf and JSON), watch fan-out, and
 the server's RSS idle and holding --pods pods.
 
-Without --kubeconfig it starts "BIN server --disable-agent" (BIN: --peapod) in a
+Without --kubeconfig it starts "BIN server --disable-agent --disable-scheduler" (BIN: --peapod) in a
 temporary data dir on a free loopback port and stops it at the end. With
 --kubeconfig, pass --server-pid (and --store-pid for a separate etcd) to get
 memory figures; the namespaces it made are deleted at the end unless --keep.`,

@@ -45,12 +45,28 @@ type Config struct {
 	Client *rest.Config
 	// Clock drives the periodic retry of unschedulable pods; nil is the real clock.
 	Clock clock.Clock
-	// RetryPeriod is how often unschedulable pods are retried regardless of
-	// cluster events; 0 means 30 s.
+	// Informers is the shared informer factory the scheduler's pod and node
+	// informers come from (the composition root shares one across components
+	// and starts it); nil makes a private one. Its objects may have their
+	// managedFields stripped.
+	Informers informers.SharedInformerFactory
+	// RetryPeriod is how often the parked unschedulable pods are checked;
+	// 0 means 30 s.
 	RetryPeriod time.Duration
+	// MaxUnschedulable is how long a pod stays parked as unschedulable when no
+	// cluster event (a node change, a bound pod going away) retries it sooner,
+	// upstream's podMaxInUnschedulablePodsDuration; 0 means 5 minutes.
+	MaxUnschedulable time.Duration
 }
 
-type scheduler struct {
+// Scheduler binds pods; New registers it with its informers, Run runs it.
+type Scheduler struct {
+	f           informers.SharedInformerFactory
+	ownFactory  bool
+	bc          record.EventBroadcaster
+	retryPeriod time.Duration
+	maxParked   time.Duration
+
 	cs       kubernetes.Interface
 	log      *slog.Logger
 	clock    clock.Clock
@@ -60,50 +76,70 @@ type scheduler struct {
 	recorder record.EventRecorder
 
 	mu            sync.Mutex
-	unschedulable map[string]bool   // pod keys parked until something changes
-	assumed       map[string]string // pod key -> node, bound but not yet seen bound by the informer
+	unschedulable map[string]time.Time // pod keys parked until something changes, and since when
+	assumed       map[string]string    // pod key -> node, bound but not yet seen bound by the informer
 	assumedPods   map[string]*v1.Pod
+	// bound holds, per node, the pods the informer has seen bound to it and
+	// not finished, so that a scheduling cycle costs what is on the nodes,
+	// not every pod in the cluster (pending pods included).
+	bound  map[string]map[string]*v1.Pod
+	nodeOf map[string]string // pod key -> the node it is in bound under
 }
 
 // Run schedules pods until ctx is done.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	s, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// New builds a scheduler and registers its event handlers with the informers
+// of cfg.Informers; the factory must not be started before every component
+// sharing it has registered (an informer takes no new indexers once started).
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Scheduler, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
 	if cfg.RetryPeriod == 0 {
 		cfg.RetryPeriod = 30 * time.Second
 	}
+	if cfg.MaxUnschedulable == 0 {
+		cfg.MaxUnschedulable = 5 * time.Minute
+	}
 	rc := rest.CopyConfig(cfg.Client)
 	rc.QPS, rc.Burst = 100, 200
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return fmt.Errorf("scheduler client: %w", err)
+		return nil, fmt.Errorf("scheduler client: %w", err)
 	}
-	f := informers.NewSharedInformerFactory(cs, 0)
+	f, own := cfg.Informers, cfg.Informers == nil
+	if own {
+		f = informers.NewSharedInformerFactory(cs, 0)
+	}
 	podInf, nodeInf := f.Core().V1().Pods(), f.Core().V1().Nodes()
 
 	bc := record.NewBroadcaster(record.WithContext(ctx))
-	defer bc.Shutdown()
-	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
-
-	s := &scheduler{
+	s := &Scheduler{
+		f: f, ownFactory: own, bc: bc, retryPeriod: cfg.RetryPeriod, maxParked: cfg.MaxUnschedulable,
 		cs: cs, log: log, clock: cfg.Clock,
 		pods: podInf.Lister(), nodes: nodeInf.Lister(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "scheduler"}),
 		recorder:      bc.NewRecorder(scheme.Scheme, v1.EventSource{Component: SchedulerName}),
-		unschedulable: map[string]bool{},
+		unschedulable: map[string]time.Time{},
 		assumed:       map[string]string{},
 		assumedPods:   map[string]*v1.Pod{},
+		bound:         map[string]map[string]*v1.Pod{},
+		nodeOf:        map[string]string{},
 	}
-	defer s.queue.ShutDown()
-
 	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.podChanged(nil, obj.(*v1.Pod)) },
 		UpdateFunc: func(o, n any) { s.podChanged(o.(*v1.Pod), n.(*v1.Pod)) },
 		DeleteFunc: s.podDeleted,
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { s.retryUnschedulable() },
@@ -113,24 +149,36 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		},
 	}); err != nil {
-		return err
+		return nil, err
 	}
+	return s, nil
+}
+
+// Run starts the informers (if nobody has), waits for their caches and
+// schedules pods until ctx is done.
+func (s *Scheduler) Run(ctx context.Context) error {
+	f := s.f
+	defer s.queue.ShutDown()
+	s.bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.cs.CoreV1().Events("")})
+	defer s.bc.Shutdown()
 	f.Start(ctx.Done())
-	defer f.Shutdown()
+	if s.ownFactory {
+		defer f.Shutdown()
+	}
 	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
 		if !ok {
 			return fmt.Errorf("scheduler: %v cache did not sync: %w", typ, ctx.Err())
 		}
 	}
-	log.Info("scheduler started", "schedulerName", SchedulerName)
+	s.log.Info("scheduler started", "schedulerName", SchedulerName)
 
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-s.clock.After(cfg.RetryPeriod):
-				s.retryUnschedulable()
+			case <-s.clock.After(s.retryPeriod):
+				s.retryParkedSince(s.clock.Now().Add(-s.maxParked))
 			}
 		}
 	}()
@@ -155,8 +203,34 @@ func terminated(p *v1.Pod) bool {
 	return p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed
 }
 
-func (s *scheduler) podChanged(old, p *v1.Pod) {
+// track files p under the node it holds resources on, or nowhere.
+func (s *Scheduler) track(k string, p *v1.Pod) {
+	node := ""
+	if p != nil && p.Spec.NodeName != "" && !terminated(p) {
+		node = p.Spec.NodeName
+	}
+	if prev, ok := s.nodeOf[k]; ok && prev != node {
+		delete(s.bound[prev], k)
+		if len(s.bound[prev]) == 0 {
+			delete(s.bound, prev)
+		}
+		delete(s.nodeOf, k)
+	}
+	if node == "" {
+		return
+	}
+	if s.bound[node] == nil {
+		s.bound[node] = map[string]*v1.Pod{}
+	}
+	s.bound[node][k] = p
+	s.nodeOf[k] = node
+}
+
+func (s *Scheduler) podChanged(old, p *v1.Pod) {
 	k := key(p)
+	s.mu.Lock()
+	s.track(k, p)
+	s.mu.Unlock()
 	if p.Spec.NodeName != "" {
 		s.mu.Lock()
 		delete(s.assumed, k)
@@ -179,7 +253,7 @@ func (s *scheduler) podChanged(old, p *v1.Pod) {
 	s.queue.Add(k)
 }
 
-func (s *scheduler) podDeleted(obj any) {
+func (s *Scheduler) podDeleted(obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
@@ -189,11 +263,16 @@ func (s *scheduler) podDeleted(obj any) {
 	}
 	k := key(p)
 	s.mu.Lock()
+	_, held := s.nodeOf[k]
+	s.track(k, nil)
 	delete(s.assumed, k)
 	delete(s.assumedPods, k)
 	delete(s.unschedulable, k)
 	s.mu.Unlock()
-	s.retryUnschedulable()
+	// Only a pod that held resources on a node frees room for others.
+	if held {
+		s.retryUnschedulable()
+	}
 }
 
 func nodeReady(n *v1.Node) v1.ConditionStatus {
@@ -214,20 +293,28 @@ func nodeChanged(o, n *v1.Node) bool {
 		nodeReady(o) != nodeReady(n)
 }
 
-func (s *scheduler) retryUnschedulable() {
+// retryUnschedulable requeues every parked pod: something changed that may
+// make them fit.
+func (s *Scheduler) retryUnschedulable() { s.retryParkedSince(time.Time{}) }
+
+// retryParkedSince requeues the pods parked at or before t (every parked pod
+// when t is zero).
+func (s *Scheduler) retryParkedSince(t time.Time) {
 	s.mu.Lock()
-	keys := make([]string, 0, len(s.unschedulable))
-	for k := range s.unschedulable {
-		keys = append(keys, k)
+	var keys []string
+	for k, since := range s.unschedulable {
+		if t.IsZero() || !since.After(t) {
+			keys = append(keys, k)
+			delete(s.unschedulable, k)
+		}
 	}
-	clear(s.unschedulable)
 	s.mu.Unlock()
 	for _, k := range keys {
 		s.queue.Add(k)
 	}
 }
 
-func (s *scheduler) processNext(ctx context.Context) bool {
+func (s *Scheduler) processNext(ctx context.Context) bool {
 	k, quit := s.queue.Get()
 	if quit {
 		return false
@@ -242,34 +329,35 @@ func (s *scheduler) processNext(ctx context.Context) bool {
 	return true
 }
 
-// snapshot builds every node with the pods holding resources on it.
-func (s *scheduler) snapshot() ([]*NodeInfo, error) {
+// snapshot builds every node with the pods holding resources on it: those
+// the informer has seen bound, and those this scheduler bound that the
+// informer has not caught up with yet.
+func (s *Scheduler) snapshot() ([]*NodeInfo, error) {
 	nodes, err := s.nodes.List(labels.Everything())
 	if err != nil {
 		return nil, err
 	}
-	pods, err := s.pods.List(labels.Everything())
-	if err != nil {
-		return nil, err
-	}
-	byNode := map[string][]*v1.Pod{}
-	seen := map[string]bool{}
-	for _, p := range pods {
-		seen[key(p)] = true
-		if p.Spec.NodeName != "" && !terminated(p) {
-			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
-		}
-	}
-	s.mu.Lock()
-	for k, n := range s.assumed {
-		if p := s.assumedPods[k]; p != nil && seen[k] {
-			if cur, _ := s.pods.Pods(p.Namespace).Get(p.Name); cur != nil && cur.Spec.NodeName == "" {
-				byNode[n] = append(byNode[n], p)
-			}
-		}
-	}
-	s.mu.Unlock()
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byNode := make(map[string][]*v1.Pod, len(s.bound))
+	for n, pods := range s.bound {
+		for _, p := range pods {
+			byNode[n] = append(byNode[n], p)
+		}
+	}
+	for k, n := range s.assumed {
+		p := s.assumedPods[k]
+		if p == nil {
+			continue
+		}
+		if _, seen := s.nodeOf[k]; seen {
+			continue
+		}
+		if cur, _ := s.pods.Pods(p.Namespace).Get(p.Name); cur != nil && cur.Spec.NodeName == "" {
+			byNode[n] = append(byNode[n], p)
+		}
+	}
 	out := make([]*NodeInfo, 0, len(nodes))
 	for _, n := range nodes {
 		out = append(out, &NodeInfo{Node: n, Pods: byNode[n.Name]})
@@ -277,7 +365,7 @@ func (s *scheduler) snapshot() ([]*NodeInfo, error) {
 	return out, nil
 }
 
-func (s *scheduler) scheduleOne(ctx context.Context, k string) error {
+func (s *Scheduler) scheduleOne(ctx context.Context, k string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(k)
 	if err != nil {
 		return nil
@@ -303,7 +391,7 @@ func (s *scheduler) scheduleOne(ctx context.Context, k string) error {
 		msg := fitErr.Error()
 		s.log.Info("pod unschedulable", "pod", k, "reason", msg)
 		s.mu.Lock()
-		s.unschedulable[k] = true
+		s.unschedulable[k] = s.clock.Now()
 		s.mu.Unlock()
 		s.recorder.Event(pod, v1.EventTypeWarning, "FailedScheduling", msg)
 		return s.setUnschedulable(ctx, pod, msg)
@@ -335,7 +423,7 @@ func (s *scheduler) scheduleOne(ctx context.Context, k string) error {
 
 // setUnschedulable sets PodScheduled=False/Unschedulable with msg, as upstream's
 // handleSchedulingFailure does, unless the pod already says so.
-func (s *scheduler) setUnschedulable(ctx context.Context, pod *v1.Pod, msg string) error {
+func (s *Scheduler) setUnschedulable(ctx context.Context, pod *v1.Pod, msg string) error {
 	cond := v1.PodCondition{Type: v1.PodScheduled, Status: v1.ConditionFalse, Reason: v1.PodReasonUnschedulable, Message: msg}
 	for _, c := range pod.Status.Conditions {
 		if c.Type == v1.PodScheduled {

@@ -20,6 +20,9 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	netutils "k8s.io/utils/net"
 
@@ -215,10 +218,31 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		debug.FreeOSMemory()
 		log.Info("peapod server ready", "startup", now().Sub(start).Round(time.Millisecond).String(),
 			"kubeconfig", kubeconfig, "api", "https://"+net.JoinHostPort(clientHost(o.BindAddress), strconv.Itoa(o.HTTPSPort)))
+		// One informer cache of each resource for the control-plane
+		// components in this process (upstream runs one per binary), without
+		// managedFields, which no controller reads (as upstream's
+		// kube-controller-manager and kube-scheduler trim them). Every
+		// component registers before the factory starts.
+		shared, err := sharedInformers(api.LoopbackConfig())
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer shared.Shutdown()
+		ctrls, err := controllers.New(runCtx, controllers.Config{
+			Client: api.LoopbackConfig(), Informers: shared, RootCA: ca, ClusterCIDR: clusterNet, ServiceCIDR: svcNet,
+		}, log.With("component", "controllers"))
+		if err != nil {
+			errc <- err
+			return
+		}
 		if !o.DisableScheduler {
-			go func() {
-				errc <- scheduler.Run(runCtx, scheduler.Config{Client: api.LoopbackConfig()}, log.With("component", "scheduler"))
-			}()
+			sched, err := scheduler.New(runCtx, scheduler.Config{Client: api.LoopbackConfig(), Informers: shared}, log.With("component", "scheduler"))
+			if err != nil {
+				errc <- err
+				return
+			}
+			go func() { errc <- sched.Run(runCtx) }()
 		}
 		if !o.DisableAgent {
 			ao := o.Agent
@@ -235,9 +259,8 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 			ao.Labels["node-role.kubernetes.io/control-plane"] = "true"
 			go func() { errc <- agent.Run(runCtx, ao, log.With("component", "agent")) }()
 		}
-		errc <- controllers.Run(runCtx, controllers.Config{
-			Client: api.LoopbackConfig(), RootCA: ca, ClusterCIDR: clusterNet, ServiceCIDR: svcNet,
-		}, log.With("component", "controllers"))
+		ctrls.Run(runCtx)
+		errc <- nil
 	}()
 	err = <-errc
 	cancel()
@@ -246,6 +269,24 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	log.Info("peapod server stopped")
 	return nil
+}
+
+// sharedInformers is the informer factory the control-plane components share.
+// Its caches hold objects without managedFields.
+func sharedInformers(cfg *rest.Config) (informers.SharedInformerFactory, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 1000, 2000
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("informers client: %w", err)
+	}
+	trim := func(obj any) (any, error) {
+		if a, err := meta.Accessor(obj); err == nil && a.GetManagedFields() != nil {
+			a.SetManagedFields(nil)
+		}
+		return obj, nil
+	}
+	return informers.NewSharedInformerFactoryWithOptions(cs, 12*time.Hour, informers.WithTransform(trim)), nil
 }
 
 // clientHost is the host a local client should dial for a server bound to bind.
