@@ -14,7 +14,7 @@ const module = "github.com/peapod-dev/peapod/"
 var allowed = map[string][]string{
 	"cmd/peapod":                   {"internal/cli"},
 	"internal/cli":                 {"internal/server", "internal/agent", "internal/bench", "internal/image"},
-	"internal/server":              {"internal/agent", "internal/apiserver", "internal/certs", "internal/controllers", "internal/join", "internal/scheduler", "internal/storage", "internal/storage/bolt", "internal/storage/etcdserver"},
+	"internal/server":              {"internal/agent", "internal/apiserver", "internal/certs", "internal/controllers", "internal/join", "internal/scheduler", "internal/storage", "internal/storage/bolt", "internal/storage/etcdclient", "internal/storage/etcdserver"},
 	"internal/agent":               {"internal/certs", "internal/containerlogs", "internal/image", "internal/join", "internal/kubelet", "internal/kubeletapi", "internal/network", "internal/runtime", "internal/runtime/cgroups", "internal/runtime/oci", "internal/volume"},
 	"internal/join":                {"internal/certs"},
 	"internal/kubelet":             {"internal/image", "internal/kubeletapi", "internal/network", "internal/prober", "internal/runtime"},
@@ -32,6 +32,7 @@ var allowed = map[string][]string{
 	"internal/storage":             {},
 	"internal/storage/bolt":        {"internal/storage"},
 	"internal/storage/etcdserver":  {"internal/storage"},
+	"internal/storage/etcdclient":  {"internal/storage"},
 	"internal/storage/storagetest": {"internal/storage"},
 	"internal/image":               {},
 	"internal/image/busybox":       {"internal/image"},
@@ -49,6 +50,7 @@ var allowed = map[string][]string{
 var allowedInTests = map[string][]string{
 	"internal/storage/bolt":       {"internal/storage/storagetest"},
 	"internal/storage/etcdserver": {"internal/storage/bolt", "internal/storage/storagetest"},
+	"internal/storage/etcdclient": {"internal/storage/bolt", "internal/storage/etcdserver", "internal/storage/storagetest"},
 	"internal/image":              {"internal/image/busybox"},
 	"internal/runtime/oci":        {"internal/runtime/runtimetest"},
 	"internal/containerlogs":      {"internal/runtime/oci", "internal/runtime/runtimetest", "internal/runtime/cgroups"},

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	etcdkubernetes "go.etcd.io/etcd/client/v3/kubernetes"
 	"k8s.io/apiserver/pkg/endpoints/filters"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
@@ -53,6 +54,12 @@ type Config struct {
 	AdvertiseAddress string
 	// EtcdServers are etcd v3 endpoints (unix:///path or https://host:port).
 	EtcdServers []string
+	// Etcd, when set, is an etcd v3 client served in this process by the
+	// same store as EtcdServers: every resource's registry storage and watch
+	// cache use it instead of dialing (see storage.go).
+	Etcd *etcdkubernetes.Client
+	// EtcdFeatures answers the etcd feature checks for Etcd; required with it.
+	EtcdFeatures FeatureChecker
 	// ServiceCIDR is the range ClusterIPs are allocated from; its first address
 	// is the kubernetes Service.
 	ServiceCIDR string
@@ -220,6 +227,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	)
 	if err != nil {
 		return nil, fmt.Errorf("api server config: %w", err)
+	}
+	if cfg.Etcd != nil {
+		if cfg.EtcdFeatures == nil {
+			return nil, errors.New("api server config: an in-process etcd client needs its feature checker")
+		}
+		checkFeatures(ctx, cfg.EtcdFeatures)
+		genericConfig.RESTOptionsGetter = inProcessStorage{inner: genericConfig.RESTOptionsGetter, client: cfg.Etcd}
 	}
 	genericConfig.Authentication.Authenticator = newCachedCertAuth(genericConfig.Authentication.Authenticator, time.Now)
 	inner := genericConfig.BuildHandlerChainFunc

@@ -33,6 +33,7 @@ import (
 	"github.com/peapod-dev/peapod/internal/join"
 	"github.com/peapod-dev/peapod/internal/scheduler"
 	"github.com/peapod-dev/peapod/internal/storage/bolt"
+	"github.com/peapod-dev/peapod/internal/storage/etcdclient"
 	"github.com/peapod-dev/peapod/internal/storage/etcdserver"
 )
 
@@ -181,10 +182,17 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	// The API server must be gone before the store it writes to.
 	defer func() { stopStore(); storeDone.Wait() }()
 
+	// The API server's registries reach the store in-process; the socket
+	// stays for the parts of kube-apiserver that dial it themselves.
+	inProcess := etcdclient.New(storeCtx, store, log.With("component", "etcd-client"))
+	defer inProcess.Close()
+
 	apiCfg := apiserver.Config{
 		BindAddress:   o.BindAddress,
 		Port:          o.HTTPSPort,
 		EtcdServers:   []string{"unix://" + sock},
+		Etcd:          inProcess,
+		EtcdFeatures:  etcdclient.FeatureClient(inProcess),
 		ServiceCIDR:   o.ServiceCIDR,
 		NodePortRange: "30000-32767",
 		Certs:         pki,

@@ -251,3 +251,55 @@ func openAt(t testing.TB, path string, opts Options) *Store {
 	})
 	return s
 }
+
+// When a write returns (and CurrentRevision reports it), its event is
+// already in the channel of every watcher it matches, so a progress report
+// at the current revision to a drained watcher cannot overtake an event.
+func TestWatchEventQueuedBeforeRevisionMoves(t *testing.T) {
+	s := openTemp(t, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// One watcher from the current revision, one replaying history first.
+	if _, err := s.Create(ctx, "/q/old", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	live := s.Watch(ctx, "/q/", 0)
+	replay := s.Watch(ctx, "/q/", 1)
+	select {
+	case b := <-replay.Events:
+		if len(b) != 1 || b[0].KV.Key != "/q/old" {
+			t.Fatalf("replay = %v", b)
+		}
+	default:
+		t.Fatal("history not queued when Watch returned")
+	}
+	for i := range 200 {
+		rev, err := s.Create(ctx, fmt.Sprintf("/q/%d", i), []byte("v"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cur, _ := s.CurrentRevision(ctx); cur < rev {
+			t.Fatalf("current revision %d below the returned write %d", cur, rev)
+		}
+		for name, w := range map[string]storage.WatchResult{"live": live, "replaying": replay} {
+			select {
+			case b := <-w.Events:
+				if len(b) != 1 || b[0].KV.ModRevision != rev {
+					t.Fatalf("%s watcher got %v, want revision %d", name, b, rev)
+				}
+			default:
+				t.Fatalf("%s watcher: event of revision %d not queued when the write returned", name, rev)
+			}
+		}
+	}
+	cancel()
+	for _, w := range []storage.WatchResult{live, replay} {
+		for range w.Events {
+		}
+		select {
+		case err := <-w.Errorc:
+			t.Fatalf("cancelled watch reported %v", err)
+		default:
+		}
+	}
+}

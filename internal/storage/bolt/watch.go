@@ -20,8 +20,13 @@ func matches(prefix, key string) bool {
 	return key == prefix
 }
 
-// broadcaster hands the events of each commit to the live subscribers.
-// Publishing never blocks: a subscriber whose buffer is full is dropped.
+// broadcaster hands the events of each commit to the live subscribers,
+// straight into each watcher's Events channel. Publishing happens before the
+// store's current revision moves on (see the writer), so once CurrentRevision
+// reports R, every event up to R is already in the channels of the watchers
+// it matches: a progress report at R given to a watcher whose channel is
+// drained can never overtake one of its events. Publishing never blocks: a
+// watcher whose channel is full is ended with storage.ErrWatchTooSlow.
 type broadcaster struct {
 	mu     sync.Mutex
 	rev    int64 // revision of the last published commit
@@ -31,42 +36,104 @@ type broadcaster struct {
 
 type subscription struct {
 	prefix string
-	ch     chan []*storage.Event
-	// err is set before ch is closed by the broadcaster; reading it after
-	// seeing ch closed is therefore safe.
-	err error
+	// from is the first revision to deliver: commits the history replay
+	// already covered are skipped.
+	from int64
+	out  chan []*storage.Event
+	errc chan error
+	// pending holds the batches published while the history replay is
+	// being read and queued; nil once the subscription is live.
+	pending [][]*storage.Event
+	live    bool
+	ended   bool
 }
 
 func newBroadcaster(rev int64) *broadcaster {
 	return &broadcaster{rev: rev, subs: make(map[*subscription]struct{})}
 }
 
-// subscribe registers a subscriber and returns the revision it starts
-// after: it receives exactly the commits with revisions above it.
-func (b *broadcaster) subscribe(prefix string, buffer int) (*subscription, int64) {
-	sub := &subscription{prefix: prefix, ch: make(chan []*storage.Event, buffer)}
+// subscribe registers a subscriber that holds its batches back until
+// activate, and returns the revision it starts after: it receives exactly
+// the commits with revisions above it.
+func (b *broadcaster) subscribe(prefix string, out chan []*storage.Event, errc chan error) (*subscription, int64) {
+	sub := &subscription{prefix: prefix, out: out, errc: errc}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		sub.err = storage.ErrClosed
-		close(sub.ch)
+		b.end(sub, storage.ErrClosed)
 		return sub, b.rev
 	}
 	b.subs[sub] = struct{}{}
 	return sub, b.rev
 }
 
-func (b *broadcaster) unsubscribe(sub *subscription) {
+// activate makes sub live from revision from on: history (the replay of
+// the revisions before the subscription) goes out first, then the batches
+// held back since subscribe, then every later commit as it is published.
+func (b *broadcaster) activate(sub *subscription, history []*storage.Event, from int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.subs[sub]; ok {
-		delete(b.subs, sub)
-		close(sub.ch)
+	if sub.ended {
+		return
+	}
+	sub.from, sub.live = from, true
+	if len(history) > 0 {
+		// The channel is empty: nothing was sent before going live.
+		sub.out <- history
+	}
+	pending := sub.pending
+	sub.pending = nil
+	for _, batch := range pending {
+		if !b.deliver(sub, batch) {
+			return
+		}
 	}
 }
 
+// deliver sends sub's share of a commit without blocking, ending sub when its
+// channel is full. It reports whether sub is still subscribed. b.mu is held.
+func (b *broadcaster) deliver(sub *subscription, batch []*storage.Event) bool {
+	for len(batch) > 0 && batch[0].KV.ModRevision < sub.from {
+		batch = batch[1:]
+	}
+	if len(batch) == 0 {
+		return true
+	}
+	select {
+	case sub.out <- batch:
+		return true
+	default:
+		delete(b.subs, sub)
+		b.end(sub, storage.ErrWatchTooSlow)
+		return false
+	}
+}
+
+// end closes sub's channel, after handing it err when there is one. b.mu is
+// held (or sub was never shared).
+func (b *broadcaster) end(sub *subscription, err error) {
+	if sub.ended {
+		return
+	}
+	sub.ended = true
+	if err != nil {
+		sub.errc <- err
+	}
+	close(sub.out)
+}
+
+// unsubscribe ends sub (the watcher's context is done, or the store closes
+// with err).
+func (b *broadcaster) unsubscribe(sub *subscription, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.subs, sub)
+	b.end(sub, err)
+}
+
 // publish delivers the events of the commit that ended at rev. It is only
-// called by the writer goroutine, in commit order.
+// called by the writer goroutine, in commit order, before the store's
+// revision moves to rev.
 func (b *broadcaster) publish(rev int64, events []*storage.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -76,13 +143,16 @@ func (b *broadcaster) publish(rev int64, events []*storage.Event) {
 		if len(batch) == 0 {
 			continue
 		}
-		select {
-		case sub.ch <- batch:
-		default:
-			sub.err = storage.ErrWatchTooSlow
-			delete(b.subs, sub)
-			close(sub.ch)
+		if !sub.live {
+			if cap(sub.out) > 0 && len(sub.pending) >= cap(sub.out) {
+				delete(b.subs, sub)
+				b.end(sub, storage.ErrWatchTooSlow)
+				continue
+			}
+			sub.pending = append(sub.pending, batch)
+			continue
 		}
+		b.deliver(sub, batch)
 	}
 }
 
@@ -91,9 +161,8 @@ func (b *broadcaster) close() {
 	defer b.mu.Unlock()
 	b.closed = true
 	for sub := range b.subs {
-		sub.err = storage.ErrClosed
 		delete(b.subs, sub)
-		close(sub.ch)
+		b.end(sub, storage.ErrClosed)
 	}
 }
 
@@ -121,7 +190,7 @@ func filterEvents(events []*storage.Event, prefix string) []*storage.Event {
 // continues with the live events, so nothing is missed or repeated. Event
 // values are shared between watchers and must not be modified.
 func (s *Store) Watch(ctx context.Context, prefix string, revision int64) storage.WatchResult {
-	events := make(chan []*storage.Event, 100)
+	events := make(chan []*storage.Event, s.opts.WatchBuffer)
 	errc := make(chan error, 1)
 	fail := func(cur int64, err error) storage.WatchResult {
 		errc <- err
@@ -136,64 +205,35 @@ func (s *Store) Watch(ctx context.Context, prefix string, revision int64) storag
 	s.bg.Add(1)
 	s.closeMu.RUnlock()
 
-	sub, subRev := s.bcast.subscribe(prefix, s.opts.WatchBuffer)
+	sub, subRev := s.bcast.subscribe(prefix, events, errc)
 	if revision <= 0 {
 		revision = subRev + 1
 	}
 	history, compact, err := s.history(prefix, revision, subRev)
 	if err != nil || revision <= compact {
-		s.bcast.unsubscribe(sub)
+		s.bcast.unsubscribe(sub, nil)
 		s.bg.Done()
 		if err == nil || errors.Is(err, storage.ErrCompacted) {
 			return storage.WatchResult{CurrentRevision: subRev, CompactRevision: compact}
 		}
+		// The subscription's channels are spent; report on fresh ones.
+		events, errc = make(chan []*storage.Event, 1), make(chan error, 1)
 		return fail(subRev, err)
 	}
-	if len(history) > 0 {
-		events <- history
-	}
-	// The broadcaster only sends commits after subRev; skipping them again
-	// here keeps a replayed revision from ever being delivered twice.
-	go s.pump(ctx, sub, max(revision, subRev+1), events, errc)
-	return storage.WatchResult{CurrentRevision: subRev, Events: events, Errorc: errc}
-}
-
-// pump feeds one watcher the subscription's live events, from revision from
-// on.
-func (s *Store) pump(ctx context.Context, sub *subscription, from int64, out chan<- []*storage.Event, errc chan<- error) {
-	defer s.bg.Done()
-	defer close(out)
-	defer s.bcast.unsubscribe(sub)
-	for {
+	// The broadcaster sends only commits after subRev; skipping those
+	// before revision as well keeps a replayed revision from ever being
+	// delivered twice.
+	s.bcast.activate(sub, history, max(revision, subRev+1))
+	go func() {
+		defer s.bg.Done()
 		select {
-		case batch, ok := <-sub.ch:
-			if !ok {
-				if sub.err != nil {
-					errc <- sub.err
-				}
-				return
-			}
-			for len(batch) > 0 && batch[0].KV.ModRevision < from {
-				batch = batch[1:]
-			}
-			if len(batch) == 0 {
-				continue
-			}
-			select {
-			case out <- batch:
-			case <-ctx.Done():
-				return
-			case <-s.done:
-				errc <- storage.ErrClosed
-				return
-			}
 		case <-ctx.Done():
-			return
+			s.bcast.unsubscribe(sub, nil)
 		case <-s.done:
-			errc <- storage.ErrClosed
-			return
+			s.bcast.unsubscribe(sub, storage.ErrClosed)
 		}
-	}
+	}()
+	return storage.WatchResult{CurrentRevision: subRev, Events: events, Errorc: errc}
 }
 
 // history returns the events for keys matching prefix with revisions in
