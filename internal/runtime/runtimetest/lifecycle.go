@@ -198,7 +198,16 @@ func testStopTimeout(t *testing.T, f *Fixture) {
 	// busybox httpd ignores SIGTERM as PID 1: only the SIGKILL after the
 	// timeout stops it.
 	stubborn := f.Container(sb, runtime.ContainerConfig{Name: "httpd", Args: []string{"httpd", "-f", "-p", "8083"}}, true)
-	f.WaitContainer(stubborn, "running", func(s *runtime.ContainerStatus) bool { return s.State == runtime.ContainerRunning })
+	// Running means the runtime's start returned; the container's process
+	// may still be the runtime's init (runc's is a Go program, which exits 2
+	// on SIGTERM) for a moment before it executes httpd. Wait for httpd.
+	f.WaitContainer(stubborn, "running httpd", func(s *runtime.ContainerStatus) bool {
+		if s.State != runtime.ContainerRunning || s.Pid == 0 {
+			return false
+		}
+		comm, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(s.Pid), "comm"))
+		return err == nil && strings.TrimSpace(string(comm)) == "httpd"
+	})
 	const grace = 1500 * time.Millisecond
 	start := time.Now()
 	if err := f.RT.StopContainer(ctx, stubborn, grace, syscall.SIGTERM); err != nil {
