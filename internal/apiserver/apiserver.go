@@ -254,6 +254,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			chain.ServeHTTP(w, r)
 		})
 	}
+	// OpenAPI documents are built on first request (installLazyOpenAPI).
+	genericConfig.SkipOpenAPIInstallation = true
 	kubeAPIs, _, _, err := kubeapiserver.CreateKubeAPIServerConfig(completed, genericConfig, informers, storageFactory)
 	if err != nil {
 		return nil, fmt.Errorf("api server config: %w", err)
@@ -262,6 +264,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	gs, err := newInstance(kubeAPIs.Complete(), genericapiserver.NewEmptyDelegateWithCustomHandler(noCustomResources(notFound)))
 	if err != nil {
 		return nil, fmt.Errorf("build api server: %w", err)
+	}
+	if err := installLazyOpenAPI(gs, kubeAPIs.ControlPlane.Generic.OpenAPIConfig, kubeAPIs.ControlPlane.Generic.OpenAPIV3Config); err != nil {
+		return nil, fmt.Errorf("build api server: openapi: %w", err)
 	}
 	if err := gs.AddPostStartHook("peapod-system-namespaces", createSystemNamespaces); err != nil {
 		return nil, fmt.Errorf("build api server: %w", err)

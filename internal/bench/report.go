@@ -133,8 +133,11 @@ type MemorySample struct {
 	Pods         int    `json:"pods"`
 	ServerRSSKiB int64  `json:"server_rss_kib,omitempty"`
 	ServerHWMKiB int64  `json:"server_hwm_kib,omitempty"`
-	StoreRSSKiB  int64  `json:"store_rss_kib,omitempty"`
-	StoreHWMKiB  int64  `json:"store_hwm_kib,omitempty"`
+	// ServerAnonKiB is the anonymous part of the server's RSS (heap, stacks):
+	// the rest is pages of its binary mapped from the page cache.
+	ServerAnonKiB int64 `json:"server_anon_kib,omitempty"`
+	StoreRSSKiB   int64 `json:"store_rss_kib,omitempty"`
+	StoreHWMKiB   int64 `json:"store_hwm_kib,omitempty"`
 }
 
 // WriteJSON writes r, indented, to w.
@@ -191,6 +194,18 @@ func memory(when string, store, hwm bool) func(*Result) (float64, bool) {
 	}
 }
 
+// anonMemory is the anonymous part of the server's RSS at when.
+func anonMemory(when string) func(*Result) (float64, bool) {
+	return func(r *Result) (float64, bool) {
+		for _, m := range r.Memory {
+			if m.When == when {
+				return mib(m.ServerAnonKiB)
+			}
+		}
+		return 0, false
+	}
+}
+
 // totalMemory is the server's RSS plus, when it runs apart (etcd), the
 // store's: what a peapod server, store inside, compares with a kube-apiserver
 // and its etcd.
@@ -236,6 +251,8 @@ func metrics(r *Result) []metric {
 		{"  event delivery delay p99", "ms", false, func(r *Result) (float64, bool) { return r.Watch.Delivery.P99Ms, r.Watch.Delivery.Samples > 0 }},
 		{"server RSS, idle", "MiB", false, memory(memIdle, false, false)},
 		{fmt.Sprintf("server RSS, holding %d pods", c.ListPods), "MiB", false, memory(memLoaded, false, false)},
+		{"  of which anonymous (heap, stacks), idle", "MiB", false, anonMemory(memIdle)},
+		{fmt.Sprintf("  of which anonymous, holding %d pods", c.ListPods), "MiB", false, anonMemory(memLoaded)},
 		{"server peak RSS (VmHWM), end of run", "MiB", false, memory(memEnd, false, true)},
 		{"total RSS (server + separate store), idle", "MiB", false, totalMemory(memIdle)},
 		{fmt.Sprintf("total RSS (server + separate store), holding %d pods", c.ListPods), "MiB", false, totalMemory(memLoaded)},

@@ -247,7 +247,7 @@ func (r *runner) sampleMemory(when string, pods int) {
 		if err != nil {
 			r.logf("reading server (pid %d) memory: %v", r.o.ServerPID, err)
 		}
-		s.ServerRSSKiB, s.ServerHWMKiB = m.RSSKiB, m.HWMKiB
+		s.ServerRSSKiB, s.ServerHWMKiB, s.ServerAnonKiB = m.RSSKiB, m.HWMKiB, m.AnonKiB
 	}
 	if r.o.StorePID != 0 {
 		m, err := ReadProcMemory(r.o.StorePID)
