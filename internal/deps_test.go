@@ -33,6 +33,7 @@ var allowed = map[string][]string{
 	"internal/storage/bolt":        {"internal/storage"},
 	"internal/storage/etcdserver":  {"internal/storage"},
 	"internal/storage/etcdclient":  {"internal/storage"},
+	"internal/storage/etcdtest":    {"internal/storage"},
 	"internal/storage/storagetest": {"internal/storage"},
 	"internal/image":               {},
 	"internal/image/busybox":       {"internal/image"},
@@ -49,8 +50,8 @@ var allowed = map[string][]string{
 // run the contract suite; the etcd API's tests serve a real backend).
 var allowedInTests = map[string][]string{
 	"internal/storage/bolt":       {"internal/storage/storagetest"},
-	"internal/storage/etcdserver": {"internal/storage/bolt", "internal/storage/storagetest"},
-	"internal/storage/etcdclient": {"internal/storage/bolt", "internal/storage/etcdserver", "internal/storage/storagetest"},
+	"internal/storage/etcdserver": {"internal/storage/bolt", "internal/storage/etcdtest", "internal/storage/storagetest"},
+	"internal/storage/etcdclient": {"internal/storage/bolt", "internal/storage/etcdserver", "internal/storage/etcdtest", "internal/storage/storagetest"},
 	"internal/image":              {"internal/image/busybox"},
 	"internal/runtime/oci":        {"internal/runtime/runtimetest"},
 	"internal/containerlogs":      {"internal/runtime/oci", "internal/runtime/runtimetest", "internal/runtime/cgroups"},

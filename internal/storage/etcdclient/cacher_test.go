@@ -2,14 +2,10 @@ package etcdclient
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/apitesting"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -19,13 +15,11 @@ import (
 	examplev1 "k8s.io/apiserver/pkg/apis/example/v1"
 	apistorage "k8s.io/apiserver/pkg/storage"
 	"k8s.io/apiserver/pkg/storage/cacher"
-	"k8s.io/apiserver/pkg/storage/etcd3"
 	etcdfeature "k8s.io/apiserver/pkg/storage/feature"
 	storagetesting "k8s.io/apiserver/pkg/storage/testing"
-	"k8s.io/apiserver/pkg/storage/value/encrypt/identity"
 	"k8s.io/utils/clock"
 
-	"github.com/peapod-dev/peapod/internal/storage"
+	"github.com/peapod-dev/peapod/internal/storage/etcdtest"
 )
 
 // newCacher returns the kube-apiserver's watch cache over its etcd3 store
@@ -40,16 +34,8 @@ import (
 // the cache through watch progress requests.
 func newCacher(t *testing.T) (*cacher.Cacher, storagetesting.Compaction) {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	metav1.AddToGroupVersion(scheme, metav1.SchemeGroupVersion)
-	if err := example.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := examplev1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme, codec := etcdtest.Scheme(t)
 	codecs := serializer.NewCodecFactory(scheme)
-	codec := apitesting.TestCodec(codecs, examplev1.SchemeGroupVersion)
 	backend := openStore(t)
 	client := newTestClient(t, backend, 0)
 
@@ -64,11 +50,7 @@ func newCacher(t *testing.T) (*cacher.Cacher, storagetesting.Compaction) {
 	}
 
 	versioner := apistorage.APIObjectVersioner{}
-	store := etcd3.New(client, codec,
-		func() runtime.Object { return &example.Pod{} },
-		func() runtime.Object { return &example.PodList{} },
-		"", "/pods", schema.GroupResource{Resource: "pods"},
-		identity.NewEncryptCheckTransformer(), etcd3.NewDefaultLeaseManagerConfig(), etcd3.NewDefaultDecoder(codec, versioner), versioner)
+	store := etcdtest.Store(codec, client)
 	prefix := "/pods"
 	c, err := cacher.NewCacherFromConfig(cacher.Config{
 		Storage:        store,
@@ -89,22 +71,7 @@ func newCacher(t *testing.T) (*cacher.Cacher, storagetesting.Compaction) {
 	if err := c.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	compact := func(ctx context.Context, t *testing.T, resourceVersion string) {
-		rv, err := strconv.ParseInt(resourceVersion, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, _, err := backend.Delete(ctx, "compact_rev_key", 0); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := backend.Create(ctx, "compact_rev_key", []byte(resourceVersion), 0); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := backend.Compact(ctx, rv-1); err != nil && !errors.Is(err, storage.ErrCompacted) {
-			t.Fatalf("compact to %d: %v", rv-1, err)
-		}
-	}
-	return c, compact
+	return c, etcdtest.Compactor(backend, false)
 }
 
 func podAttrs(obj runtime.Object) (labels.Set, fields.Set, error) {
