@@ -20,9 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	netutils "k8s.io/utils/net"
 
@@ -277,24 +274,6 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	log.Info("peapod server stopped")
 	return nil
-}
-
-// sharedInformers is the informer factory the control-plane components share.
-// Its caches hold objects without managedFields.
-func sharedInformers(cfg *rest.Config) (informers.SharedInformerFactory, error) {
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = 1000, 2000
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("informers client: %w", err)
-	}
-	trim := func(obj any) (any, error) {
-		if a, err := meta.Accessor(obj); err == nil && a.GetManagedFields() != nil {
-			a.SetManagedFields(nil)
-		}
-		return obj, nil
-	}
-	return informers.NewSharedInformerFactoryWithOptions(cs, 12*time.Hour, informers.WithTransform(trim)), nil
 }
 
 // clientHost is the host a local client should dial for a server bound to bind.
