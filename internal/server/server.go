@@ -213,7 +213,8 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	_, clusterNet, _ := net.ParseCIDR(o.ClusterCIDR)
 	apiURL := "https://" + net.JoinHostPort(clientHost(o.BindAddress), strconv.Itoa(o.HTTPSPort))
 	errc := make(chan error, 4)
-	go func() { errc <- api.Run(runCtx) }()
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- api.Run(runCtx) }()
 	go func() {
 		if err := waitReady(runCtx, api.LoopbackConfig()); err != nil {
 			return
@@ -267,14 +268,32 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		ctrls.Run(runCtx)
 		errc <- nil
 	}()
-	err = <-errc
+	select {
+	case err = <-errc:
+	case err = <-apiDone:
+		apiDone = nil
+	}
 	cancel()
+	// The API server drains the requests in flight when it stops; the store
+	// stays open until it has, so that each of them gets its real answer
+	// rather than an error from a closed store.
+	if apiDone != nil {
+		select {
+		case <-apiDone:
+		case <-time.After(apiDrainTimeout):
+			log.Warn("API server still stopping; closing the store under it", "after", apiDrainTimeout)
+		}
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	log.Info("peapod server stopped")
 	return nil
 }
+
+// apiDrainTimeout bounds how long a stopping server waits for the API server
+// to drain its requests (upstream's request timeout is 60 s).
+const apiDrainTimeout = 70 * time.Second
 
 // clientHost is the host a local client should dial for a server bound to bind.
 func clientHost(bind string) string {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -74,6 +76,7 @@ type crashLoad struct {
 	wg         sync.WaitGroup
 	mu         sync.Mutex
 	unexpected []error // failures before the kill
+	afterKill  []error // failures once the kill or stop was under way
 }
 
 func (c *crashLoad) run(ctx context.Context, cs kubernetes.Interface, writer int) {
@@ -95,11 +98,13 @@ func (c *crashLoad) run(ctx context.Context, cs kubernetes.Interface, writer int
 			continue
 		}
 		c.ledger.lost(name)
-		if !c.killing.Load() {
-			c.mu.Lock()
+		c.mu.Lock()
+		if c.killing.Load() {
+			c.afterKill = append(c.afterKill, fmt.Errorf("create %s: %w", name, err))
+		} else {
 			c.unexpected = append(c.unexpected, fmt.Errorf("create %s before the kill: %w", name, err))
-			c.mu.Unlock()
 		}
+		c.mu.Unlock()
 		return
 	}
 }
@@ -213,8 +218,9 @@ func crashCheckLog(t *testing.T, logs string) {
 }
 
 // crashVerify checks the store against the ledger: every acknowledged create is
-// there with its exact payload; everything there was sent, and is intact.
-func crashVerify(t *testing.T, ctx context.Context, s *Server, l *crashLedger) {
+// there with its exact payload; everything there was sent, and is intact. It
+// returns how many creates are there that were sent but never answered.
+func crashVerify(t *testing.T, ctx context.Context, s *Server, l *crashLedger) (unanswered int) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -282,6 +288,7 @@ func crashVerify(t *testing.T, ctx context.Context, s *Server, l *crashLedger) {
 	}
 	t.Logf("after restart: %d present, %d acknowledged (all present: %v), %d of %d in-flight creates persisted",
 		len(present)-1, len(l.acked), missing == 0, survivedInFlight, len(l.inFlight))
+	return survivedInFlight
 }
 
 func crashCheckData(t *testing.T, cm corev1.ConfigMap) {
@@ -292,5 +299,72 @@ func crashCheckData(t *testing.T, cm corev1.ConfigMap) {
 	}
 	if cm.UID == "" || cm.ResourceVersion == "" || cm.CreationTimestamp.IsZero() {
 		t.Errorf("%s has incomplete metadata after kill -9: uid %q rv %q created %v", cm.Name, cm.UID, cm.ResourceVersion, cm.CreationTimestamp)
+	}
+}
+
+// TestStopSIGTERMUnderWriteLoad: SIGTERM while writers create. The server
+// drains the requests in flight before it closes its store and exits, so every
+// create it accepted is answered: none is cut off (unexpected EOF) or fails
+// with a server error (5xx) from a store closed under it, and none is stored
+// without an answer. Later requests are refused. The exit is clean, and every
+// acknowledged create is there after a restart.
+func TestStopSIGTERMUnderWriteLoad(t *testing.T) {
+	s := StartServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := s.Client().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: crashNamespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	ledger := &crashLedger{sent: map[string]bool{}, acked: map[string]bool{}, inFlight: map[string]bool{}}
+	cfg := s.RESTConfig()
+	cfg.Timeout = 15 * time.Second
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	load := &crashLoad{ledger: ledger}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	for w := 0; w < crashWriters; w++ {
+		load.wg.Add(1)
+		go load.run(loadCtx, cs, w)
+	}
+	Eventually(t, 30*time.Second, func() error {
+		load.mu.Lock()
+		defer load.mu.Unlock()
+		if n := load.acked.Load(); len(load.unexpected) == 0 && n < crashAckedPerCycle {
+			return fmt.Errorf("%d creates acknowledged so far", n)
+		}
+		return nil
+	})
+	load.killing.Store(true)
+	s.Stop()
+	stoppedAt := load.acked.Load()
+	waited := make(chan struct{})
+	go func() { load.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(30 * time.Second):
+		stopLoad()
+		t.Fatalf("writers still blocked 30s after the server stopped")
+	}
+	if len(load.unexpected) > 0 {
+		t.Fatalf("writes failed while the server was up: %v", errors.Join(load.unexpected...))
+	}
+	if exited, code := s.Exited(); !exited || code != 0 {
+		t.Fatalf("after SIGTERM: exited=%v code=%d, want a clean exit 0; log tail:\n%s", exited, code, tail(s.Logs(), 30))
+	}
+	for _, err := range load.afterKill {
+		var status apierrors.APIStatus
+		if errors.As(err, &status) && status.Status().Code >= 500 {
+			t.Errorf("a writer got a server error while the server stopped: %v", err)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "unexpected EOF") {
+			t.Errorf("a create was cut off while the server stopped: %v", err)
+		}
+	}
+	crashCheckLog(t, s.Logs())
+	t.Logf("stopped with %d acknowledged creates; the writers then saw: %v", stoppedAt, errors.Join(load.afterKill...))
+
+	s.Start()
+	if n := crashVerify(t, ctx, s, ledger); n > 0 {
+		t.Errorf("%d creates were stored but never answered: a SIGTERM must drain the requests in flight", n)
 	}
 }
