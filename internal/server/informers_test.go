@@ -33,8 +33,8 @@ func TestTrimForCache(t *testing.T) {
 				}},
 				Containers: []v1.Container{{
 					Name: "c", Image: "busybox", ImagePullPolicy: v1.PullIfNotPresent, Resources: resources,
-					Ports:          []v1.ContainerPort{{ContainerPort: 80, HostPort: 8080}},
-					Command:        []string{"httpd"}, Args: []string{"-f"},
+					Ports:   []v1.ContainerPort{{ContainerPort: 80, HostPort: 8080}},
+					Command: []string{"httpd"}, Args: []string{"-f"},
 					VolumeMounts:   []v1.VolumeMount{{Name: "v", MountPath: "/v"}},
 					LivenessProbe:  &v1.Probe{},
 					ReadinessProbe: &v1.Probe{},
