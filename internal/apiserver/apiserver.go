@@ -89,6 +89,10 @@ func (s *Server) LoopbackConfig() *rest.Config { return rest.CopyConfig(s.loopba
 // Run serves until ctx is cancelled, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error { return s.run(ctx) }
 
+// watchTerminationGrace is how long a stopping server lets its watches end
+// (upstream's --shutdown-watch-termination-grace-period).
+const watchTerminationGrace = time.Second
+
 // groups are the API group versions peapod serves; everything else is off.
 var groups = []string{
 	"api/v1",
@@ -236,6 +240,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		genericConfig.RESTOptionsGetter = inProcessStorage{inner: genericConfig.RESTOptionsGetter, client: cfg.Etcd}
 	}
 	genericConfig.Authentication.Authenticator = newCachedCertAuth(genericConfig.Authentication.Authenticator, time.Now)
+	// On shutdown, watches are ended (clients re-establish them elsewhere or
+	// after the restart) instead of holding the HTTP server open until its
+	// 60 s timeout; requests in flight still drain first.
+	genericConfig.ShutdownWatchTerminationGracePeriod = watchTerminationGrace
 	inner := genericConfig.BuildHandlerChainFunc
 	genericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
 		chain := inner(h, c)

@@ -292,8 +292,9 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 }
 
 // apiDrainTimeout bounds how long a stopping server waits for the API server
-// to drain its requests (upstream's request timeout is 60 s).
-const apiDrainTimeout = 70 * time.Second
+// to drain the requests in flight and end its watches. A request still running
+// after it (a log stream to a remote node) is cut off.
+const apiDrainTimeout = 15 * time.Second
 
 // clientHost is the host a local client should dial for a server bound to bind.
 func clientHost(bind string) string {

@@ -303,8 +303,9 @@ func crashCheckData(t *testing.T, cm corev1.ConfigMap) {
 }
 
 // TestStopSIGTERMUnderWriteLoad: SIGTERM while writers create. The server
-// drains the requests in flight before it closes its store and exits, so every
-// create it accepted is answered: none is cut off (unexpected EOF) or fails
+// drains the requests in flight and ends its watches before it closes its
+// store and exits (an open watch does not hold it up), so every create it
+// accepted is answered: none is cut off (unexpected EOF) or fails
 // with a server error (5xx) from a store closed under it, and none is stored
 // without an answer. Later requests are refused. The exit is clean, and every
 // acknowledged create is there after a restart.
@@ -334,6 +335,12 @@ func TestStopSIGTERMUnderWriteLoad(t *testing.T) {
 		}
 		return nil
 	})
+	// An open watch must not hold the stop up: the server ends it.
+	w, err := s.Client().CoreV1().ConfigMaps(crashNamespace).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	defer w.Stop()
 	load.killing.Store(true)
 	s.Stop()
 	stoppedAt := load.acked.Load()
@@ -361,7 +368,17 @@ func TestStopSIGTERMUnderWriteLoad(t *testing.T) {
 		}
 	}
 	crashCheckLog(t, s.Logs())
+	if strings.Contains(s.Logs(), "API server still stopping") {
+		t.Errorf("the API server did not finish stopping on its own; the store was closed under it:\n%s", tail(s.Logs(), 20))
+	}
 	t.Logf("stopped with %d acknowledged creates; the writers then saw: %v", stoppedAt, errors.Join(load.afterKill...))
+	for open := true; open; {
+		select {
+		case _, open = <-w.ResultChan():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the watch is still open 10s after the server exited")
+		}
+	}
 
 	s.Start()
 	if n := crashVerify(t, ctx, s, ledger); n > 0 {
