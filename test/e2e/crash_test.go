@@ -119,6 +119,68 @@ func crashRaise(v *atomic.Uint64, rv uint64) {
 	}
 }
 
+// crashSetup creates the namespace the writers write to and an empty ledger.
+func crashSetup(t *testing.T, ctx context.Context, s *Server) *crashLedger {
+	t.Helper()
+	if _, err := s.Client().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: crashNamespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	return &crashLedger{sent: map[string]bool{}, acked: map[string]bool{}, inFlight: map[string]bool{}}
+}
+
+// startCrashLoad starts crashWriters writers of cycle against s, each create
+// bounded at 15 s; stop cancels them.
+func startCrashLoad(ctx context.Context, s *Server, ledger *crashLedger, cycle int) (load *crashLoad, stop context.CancelFunc) {
+	cfg := s.RESTConfig()
+	cfg.Timeout = 15 * time.Second
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	load = &crashLoad{ledger: ledger, cycle: cycle}
+	loadCtx, stop := context.WithCancel(ctx)
+	for w := 0; w < crashWriters; w++ {
+		load.wg.Add(1)
+		go load.run(loadCtx, cs, w)
+	}
+	return load, stop
+}
+
+// waitAcked waits until crashAckedPerCycle creates are acknowledged, or one
+// failed (reported by waitStopped). On failure it stops the writers.
+func (c *crashLoad) waitAcked(t *testing.T, stop context.CancelFunc) {
+	t.Helper()
+	defer func() {
+		if t.Failed() {
+			stop()
+			c.wg.Wait()
+		}
+	}()
+	Eventually(t, 30*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if n := c.acked.Load(); len(c.unexpected) == 0 && n < crashAckedPerCycle {
+			return fmt.Errorf("cycle %d: %d creates acknowledged so far", c.cycle, n)
+		}
+		return nil
+	})
+}
+
+// waitStopped waits until every writer has given up on the server that went
+// away (by then each has seen an error), then wants no failure from before.
+func (c *crashLoad) waitStopped(t *testing.T, stop context.CancelFunc, timeout time.Duration) {
+	t.Helper()
+	waited := make(chan struct{})
+	go func() { c.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(timeout):
+		stop()
+		t.Fatalf("cycle %d: writers still blocked %s after the server went away", c.cycle, timeout)
+	}
+	stop()
+	if len(c.unexpected) > 0 {
+		t.Fatalf("cycle %d: writes failed while the server was up: %v", c.cycle, errors.Join(c.unexpected...))
+	}
+}
+
 var crashNameRE = regexp.MustCompile(`^c[0-9]+-w[0-9]+-[0-9]{5}$`)
 
 func TestCrashKill9UnderWriteLoad(t *testing.T) {
@@ -126,57 +188,16 @@ func TestCrashKill9UnderWriteLoad(t *testing.T) {
 	s := StartServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := s.Client().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: crashNamespace}}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	ledger := &crashLedger{sent: map[string]bool{}, acked: map[string]bool{}, inFlight: map[string]bool{}}
+	ledger := crashSetup(t, ctx, s)
 
 	for cycle := 0; cycle < crashCycles; cycle++ {
-		cfg := s.RESTConfig()
-		cfg.Timeout = 15 * time.Second
-		cs := kubernetes.NewForConfigOrDie(cfg)
-		load := &crashLoad{ledger: ledger, cycle: cycle}
-		loadCtx, stopLoad := context.WithCancel(ctx)
-		for w := 0; w < crashWriters; w++ {
-			load.wg.Add(1)
-			go load.run(loadCtx, cs, w)
-		}
+		load, stopLoad := startCrashLoad(ctx, s, ledger, cycle)
 		cycleStart := time.Now()
-		func() {
-			defer func() {
-				if t.Failed() {
-					stopLoad()
-					load.wg.Wait()
-				}
-			}()
-			Eventually(t, 30*time.Second, func() error {
-				load.mu.Lock()
-				defer load.mu.Unlock()
-				if len(load.unexpected) > 0 {
-					// Stop waiting; reported below.
-					return nil
-				}
-				if n := load.acked.Load(); n < crashAckedPerCycle {
-					return fmt.Errorf("cycle %d: %d creates acknowledged so far", cycle, n)
-				}
-				return nil
-			})
-		}()
+		load.waitAcked(t, stopLoad)
 		load.killing.Store(true)
 		s.Kill()
 		killedAt := load.acked.Load()
-		waited := make(chan struct{})
-		go func() { load.wg.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-time.After(20 * time.Second):
-			stopLoad()
-			t.Fatalf("cycle %d: writers still blocked 20s after the kill", cycle)
-		}
-		stopLoad()
-		if len(load.unexpected) > 0 {
-			t.Fatalf("cycle %d: writes failed while the server was up: %v", cycle, errors.Join(load.unexpected...))
-		}
+		load.waitStopped(t, stopLoad, 20*time.Second)
 		t.Logf("cycle %d: killed with %d acknowledged creates after %s (%.0f/s)", cycle, killedAt,
 			time.Since(cycleStart).Round(time.Millisecond), float64(killedAt)/time.Since(cycleStart).Seconds())
 
@@ -313,28 +334,10 @@ func TestStopSIGTERMUnderWriteLoad(t *testing.T) {
 	s := StartServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := s.Client().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: crashNamespace}}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	ledger := &crashLedger{sent: map[string]bool{}, acked: map[string]bool{}, inFlight: map[string]bool{}}
-	cfg := s.RESTConfig()
-	cfg.Timeout = 15 * time.Second
-	cs := kubernetes.NewForConfigOrDie(cfg)
-	load := &crashLoad{ledger: ledger}
-	loadCtx, stopLoad := context.WithCancel(ctx)
+	ledger := crashSetup(t, ctx, s)
+	load, stopLoad := startCrashLoad(ctx, s, ledger, 0)
 	defer stopLoad()
-	for w := 0; w < crashWriters; w++ {
-		load.wg.Add(1)
-		go load.run(loadCtx, cs, w)
-	}
-	Eventually(t, 30*time.Second, func() error {
-		load.mu.Lock()
-		defer load.mu.Unlock()
-		if n := load.acked.Load(); len(load.unexpected) == 0 && n < crashAckedPerCycle {
-			return fmt.Errorf("%d creates acknowledged so far", n)
-		}
-		return nil
-	})
+	load.waitAcked(t, stopLoad)
 	// An open watch must not hold the stop up: the server ends it.
 	w, err := s.Client().CoreV1().ConfigMaps(crashNamespace).Watch(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -344,17 +347,7 @@ func TestStopSIGTERMUnderWriteLoad(t *testing.T) {
 	load.killing.Store(true)
 	s.Stop()
 	stoppedAt := load.acked.Load()
-	waited := make(chan struct{})
-	go func() { load.wg.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(30 * time.Second):
-		stopLoad()
-		t.Fatalf("writers still blocked 30s after the server stopped")
-	}
-	if len(load.unexpected) > 0 {
-		t.Fatalf("writes failed while the server was up: %v", errors.Join(load.unexpected...))
-	}
+	load.waitStopped(t, stopLoad, 30*time.Second)
 	if exited, code := s.Exited(); !exited || code != 0 {
 		t.Fatalf("after SIGTERM: exited=%v code=%d, want a clean exit 0; log tail:\n%s", exited, code, tail(s.Logs(), 30))
 	}
