@@ -6,20 +6,25 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/registry/generic"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	serverstorage "k8s.io/apiserver/pkg/server/storage"
 	"k8s.io/client-go/kubernetes"
 	schedulingapiv1 "k8s.io/kubernetes/pkg/apis/scheduling/v1"
 	"k8s.io/kubernetes/pkg/controlplane"
 	controlplaneapiserver "k8s.io/kubernetes/pkg/controlplane/apiserver"
 	"k8s.io/kubernetes/pkg/controlplane/controller/kubernetesservice"
 	schedulingrest "k8s.io/kubernetes/pkg/registry/scheduling/rest"
+
+	"github.com/peapod-dev/peapod/internal/apiserver/listcache"
 )
 
-// newInstance is upstream's controlplane.CompletedConfig.New with one change:
+// newInstance is upstream's controlplane.CompletedConfig.New with two changes:
 // the system PriorityClasses are created by a hook that tries at once, where
 // upstream's waits a full second before its first attempt (and so holds /readyz
-// back by a second on every start).
-func newInstance(c controlplane.CompletedConfig, delegate genericapiserver.DelegationTarget) (*genericapiserver.GenericAPIServer, error) {
+// back by a second on every start); and the core group's protobuf LISTs of
+// pods take unchanged items from lists (package listcache).
+func newInstance(c controlplane.CompletedConfig, delegate genericapiserver.DelegationTarget, lists *listcache.Cache) (*genericapiserver.GenericAPIServer, error) {
 	cp, err := c.ControlPlane.New(controlplane.KubeAPIServer, delegate)
 	if err != nil {
 		return nil, err
@@ -35,6 +40,13 @@ func newInstance(c controlplane.CompletedConfig, delegate genericapiserver.Deleg
 	for i, p := range providers {
 		if _, ok := p.(schedulingrest.RESTStorageProvider); ok {
 			providers[i] = withoutPostStartHook{p}
+		}
+		if p.GroupName() == "" {
+			hooks, ok := p.(genericapiserver.PostStartHookProvider)
+			if !ok {
+				return nil, fmt.Errorf("the core API group's storage provider %T has no post-start hook", p)
+			}
+			providers[i] = withListCache{RESTStorageProvider: p, PostStartHookProvider: hooks, lists: lists}
 		}
 	}
 	if err := cp.InstallAPIs(providers...); err != nil {
@@ -76,6 +88,23 @@ func newInstance(c controlplane.CompletedConfig, delegate genericapiserver.Deleg
 // withoutPostStartHook hides a storage provider's post-start hook.
 type withoutPostStartHook struct {
 	controlplaneapiserver.RESTStorageProvider
+}
+
+// withListCache serves the core group through lists' serializer. It keeps
+// the provider's post-start hook (the ClusterIP and NodePort repair loops).
+type withListCache struct {
+	controlplaneapiserver.RESTStorageProvider
+	genericapiserver.PostStartHookProvider
+	lists *listcache.Cache
+}
+
+func (p withListCache) NewRESTStorage(resources serverstorage.APIResourceConfigSource, options generic.RESTOptionsGetter) (genericapiserver.APIGroupInfo, error) {
+	info, err := p.RESTStorageProvider.NewRESTStorage(resources, options)
+	if err != nil {
+		return info, err
+	}
+	info.NegotiatedSerializer = p.lists.NegotiatedSerializer(info.NegotiatedSerializer)
+	return info, nil
 }
 
 // createSystemPriorityClasses creates system-node-critical and
