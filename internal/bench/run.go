@@ -471,16 +471,16 @@ func (r *runner) fill(ctx context.Context) error {
 func (r *runner) list(ctx context.Context) error {
 	variants := []struct {
 		contentType, resourceVersion string
-		median, min                  *float64
+		median, min, first           *float64
 	}{
 		// A consistent read: what kubectl (paginated, though) and a
 		// controller's fresh LIST do. Served from the watch cache when the
 		// store supports progress notifications, else from the store.
-		{contentProtobuf, "", &r.res.List.ProtobufMedianMs, &r.res.List.ProtobufMinMs},
-		{contentJSON, "", &r.res.List.JSONMedianMs, &r.res.List.JSONMinMs},
+		{contentProtobuf, "", &r.res.List.ProtobufMedianMs, &r.res.List.ProtobufMinMs, &r.res.List.ProtobufFirstMs},
+		{contentJSON, "", &r.res.List.JSONMedianMs, &r.res.List.JSONMinMs, nil},
 		// resourceVersion=0: any recent state, from the watch cache; what an
 		// informer's first LIST asks for.
-		{contentProtobuf, "0", &r.res.List.ProtobufRV0MedianMs, &r.res.List.ProtobufRV0MinMs},
+		{contentProtobuf, "0", &r.res.List.ProtobufRV0MedianMs, &r.res.List.ProtobufRV0MinMs, nil},
 	}
 	for _, v := range variants {
 		c, err := newClientset(r.cfg, v.contentType)
@@ -507,6 +507,9 @@ func (r *runner) list(ctx context.Context) error {
 		med, low := Median(times), Percentile(times, 0)
 		r.logf("LIST %d pods, %s, resourceVersion=%q: median %.1fms, min %.1fms", r.o.Pods, v.contentType, v.resourceVersion, ms(med), ms(low))
 		*v.median, *v.min = ms(med), ms(low)
+		if v.first != nil {
+			*v.first = ms(times[0])
+		}
 	}
 	r.res.List.Items = r.o.Pods
 	return nil
