@@ -1,9 +1,9 @@
 package e2e
 
-// LISTs of pods in protobuf are served from the API server's cache of
-// encoded items (internal/apiserver/listcache). Whatever the cache holds, a
-// client must read the same pods it reads through upstream's own encoders:
-// JSON LISTs and protobuf GETs of each pod, which the cache does not touch.
+// LISTs of pods in protobuf and JSON are served from the API server's cache
+// of encoded items (internal/apiserver/listcache). Whatever the cache holds,
+// a client must read the same pods it reads through upstream's own encoders:
+// GETs of each pod, in the same encoding, which the cache does not touch.
 
 import (
 	"context"
@@ -75,24 +75,30 @@ func TestPodListEncoding(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: protobuf LIST: %v", what, err)
 		}
-		upstream, err := js.CoreV1().Pods(ns).List(ctx, opts)
+		inJSON, err := js.CoreV1().Pods(ns).List(ctx, opts)
 		if err != nil {
 			t.Fatalf("%s: JSON LIST: %v", what, err)
 		}
-		if len(got.Items) != want || len(upstream.Items) != want {
-			t.Fatalf("%s: protobuf LIST has %d pods, JSON LIST %d, want %d", what, len(got.Items), len(upstream.Items), want)
+		if len(got.Items) != want || len(inJSON.Items) != want {
+			t.Fatalf("%s: protobuf LIST has %d pods, JSON LIST %d, want %d", what, len(got.Items), len(inJSON.Items), want)
 		}
 		for i := range got.Items {
-			if !apiequality.Semantic.DeepEqual(got.Items[i], upstream.Items[i]) {
-				t.Fatalf("%s: pod %s differs between the protobuf and the JSON LIST:\nprotobuf: %+v\nJSON:     %+v", what, got.Items[i].Name, got.Items[i], upstream.Items[i])
+			if !apiequality.Semantic.DeepEqual(got.Items[i], inJSON.Items[i]) {
+				t.Fatalf("%s: pod %s differs between the protobuf and the JSON LIST:\nprotobuf: %+v\nJSON:     %+v", what, got.Items[i].Name, got.Items[i], inJSON.Items[i])
 			}
-			one, err := pb.CoreV1().Pods(ns).Get(ctx, got.Items[i].Name, metav1.GetOptions{})
-			if err != nil {
-				t.Fatalf("%s: GET %s: %v", what, got.Items[i].Name, err)
-			}
-			one.TypeMeta = metav1.TypeMeta{}
-			if !reflect.DeepEqual(*one, got.Items[i]) {
-				t.Fatalf("%s: pod %s in the protobuf LIST differs from its protobuf GET:\nLIST: %+v\nGET:  %+v", what, one.Name, got.Items[i], *one)
+			for _, c := range []struct {
+				encoding string
+				client   kubernetes.Interface
+				listed   corev1.Pod
+			}{{"protobuf", pb, got.Items[i]}, {"JSON", js, inJSON.Items[i]}} {
+				one, err := c.client.CoreV1().Pods(ns).Get(ctx, c.listed.Name, metav1.GetOptions{})
+				if err != nil {
+					t.Fatalf("%s: GET %s: %v", what, c.listed.Name, err)
+				}
+				one.TypeMeta = metav1.TypeMeta{}
+				if !reflect.DeepEqual(*one, c.listed) {
+					t.Fatalf("%s: pod %s in the %s LIST differs from its %s GET:\nLIST: %+v\nGET:  %+v", what, one.Name, c.encoding, c.encoding, c.listed, *one)
+				}
 			}
 		}
 		return got

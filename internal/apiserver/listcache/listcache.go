@@ -1,7 +1,7 @@
 // Package listcache owns the API server's cache of encoded list items: the
-// protobuf encoding of each object a LIST answered with, kept so that the
-// next LIST can copy the bytes instead of converting every object to its
-// API version and marshalling it again.
+// protobuf or JSON encoding of each object a LIST answered with, kept so
+// that the next LIST can copy the bytes instead of converting every object
+// to its API version and marshalling it again.
 //
 // Upstream's LIST handler gets internal objects from the watch cache, converts
 // the whole list to the requested version and marshals it. For 10,000 pods
@@ -10,8 +10,10 @@
 // Cache wraps the API group's NegotiatedSerializer: everything upstream does
 // before encoding (authorization, resourceVersion semantics, selectors,
 // paging, the watch cache) is untouched, and for the list types it was given
-// the protobuf encoder writes the same bytes upstream's would, each item taken
-// from the cache when the object has not changed since it was last encoded.
+// the protobuf and JSON encoders write the same bytes upstream's would, each
+// item taken from the cache when the object has not changed since it was
+// last encoded. YAML, pretty-printed JSON, Tables and single objects are
+// encoded by upstream's encoders as before.
 //
 // An item is identified by its namespace, name, UID and resourceVersion: the
 // resourceVersion changes with every write, so an object whose entry matches
@@ -23,6 +25,7 @@ package listcache
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,14 +36,18 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	jsonserializer "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 )
 
-// protobufEncoder is the Identifier of apimachinery's protobuf serializer:
-// only its encodings are cached (JSON, YAML and Table answers go through
-// upstream's encoder unchanged).
+// protobufEncoder is the Identifier of apimachinery's protobuf serializer.
 const protobufEncoder runtime.Identifier = "protobuf"
+
+// jsonEncoder is the Identifier of apimachinery's compact JSON serializer
+// (not YAML, not pretty), which writes with encoding/json's Encoder.
+var jsonEncoder = jsonserializer.NewSerializerWithOptions(jsonserializer.DefaultMetaFactory, nil, nil, jsonserializer.SerializerOptions{}).Identifier()
 
 // protobufPrefix starts every object the Kubernetes protobuf serializer
 // writes; a runtime.Unknown envelope follows.
@@ -156,18 +163,34 @@ type negotiated struct {
 
 func (n negotiated) EncoderForVersion(serializer runtime.Encoder, gv runtime.GroupVersioner) runtime.Encoder {
 	enc := n.NegotiatedSerializer.EncoderForVersion(serializer, gv)
-	if serializer.Identifier() != protobufEncoder {
+	var f format
+	switch serializer.Identifier() {
+	case protobufEncoder:
+		f = protobufFormat{}
+	case jsonEncoder:
+		f = jsonFormat{}
+	default:
 		return enc
 	}
-	return &encoder{inner: enc, gv: gv, cache: n.cache}
+	return &encoder{inner: enc, gv: gv, cache: n.cache, format: f}
+}
+
+// format is how one encoding nests items in a list.
+type format interface {
+	// splice returns the list encoded by upstream as head (the list
+	// without items) with items added, in alloc's memory.
+	splice(head []byte, items [][]byte, alloc runtime.MemoryAllocator) ([]byte, error)
+	// item encodes one versioned object as a list item.
+	item(obj runtime.Object) ([]byte, error)
 }
 
 // encoder is an encoder for one version that splices cached items into the
 // lists it encodes. Identifier is inner's: the bytes are the same.
 type encoder struct {
-	inner runtime.Encoder
-	gv    runtime.GroupVersioner
-	cache *Cache
+	inner  runtime.Encoder
+	gv     runtime.GroupVersioner
+	cache  *Cache
+	format format
 }
 
 func (e *encoder) Identifier() runtime.Identifier { return e.inner.Identifier() }
@@ -178,7 +201,7 @@ func (e *encoder) Encode(obj runtime.Object, w io.Writer) error {
 
 func (e *encoder) EncodeWithAllocator(obj runtime.Object, w io.Writer, alloc runtime.MemoryAllocator) error {
 	t := reflect.TypeOf(obj)
-	if !e.cache.lists[t] {
+	if !e.cache.lists[t] || meta.LenList(obj) == 0 {
 		if ea, ok := e.inner.(runtime.EncoderWithAllocator); ok {
 			return ea.EncodeWithAllocator(obj, w, alloc)
 		}
@@ -189,19 +212,32 @@ func (e *encoder) EncodeWithAllocator(obj runtime.Object, w io.Writer, alloc run
 
 // encodeList writes list as upstream's encoder would: the envelope and list
 // metadata from inner (the list without its items), then each item's
-// encoding as a repeated field.
+// encoding.
 func (e *encoder) encodeList(t reflect.Type, list runtime.Object, w io.Writer, alloc runtime.MemoryAllocator) error {
 	head, err := e.emptyList(t, list)
-	if err != nil {
-		return err
-	}
-	before, raw, after, err := splitEnvelope(head)
 	if err != nil {
 		return err
 	}
 	items, err := e.items(t, list)
 	if err != nil {
 		return err
+	}
+	out, err := e.format.splice(head, items, alloc)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out)
+	return err
+}
+
+// protobufFormat nests items as the repeated field 2 of the list message,
+// inside the runtime.Unknown envelope's raw field.
+type protobufFormat struct{}
+
+func (protobufFormat) splice(head []byte, items [][]byte, alloc runtime.MemoryAllocator) ([]byte, error) {
+	before, raw, after, err := splitEnvelope(head)
+	if err != nil {
+		return nil, err
 	}
 	size := len(raw)
 	for _, d := range items {
@@ -217,9 +253,55 @@ func (e *encoder) encodeList(t reflect.Type, list runtime.Object, w io.Writer, a
 		buf = protowire.AppendTag(buf, listItemsField, protowire.BytesType)
 		buf = protowire.AppendBytes(buf, d)
 	}
-	buf = append(buf, after...)
-	_, err = w.Write(buf)
-	return err
+	return append(buf, after...), nil
+}
+
+// marshaler is what the versioned API types implement (gogo protobuf).
+type marshaler interface {
+	Marshal() ([]byte, error)
+}
+
+func (protobufFormat) item(obj runtime.Object) ([]byte, error) {
+	m, ok := obj.(marshaler)
+	if !ok {
+		return nil, fmt.Errorf("listcache: %T has no protobuf encoding", obj)
+	}
+	return m.Marshal()
+}
+
+// jsonFormat nests items in the "items" array, the list type's last field:
+// encoding/json writes a list without items as {...,"items":[]} and a
+// newline.
+type jsonFormat struct{}
+
+var jsonNoItems = []byte(`"items":[]}` + "\n")
+
+func (jsonFormat) splice(head []byte, items [][]byte, alloc runtime.MemoryAllocator) ([]byte, error) {
+	if !bytes.HasSuffix(head, jsonNoItems) {
+		return nil, errors.New("listcache: the encoded list does not end with its items")
+	}
+	open := head[:len(head)-len(jsonNoItems)+len(`"items":[`)]
+	closing := head[len(open):]
+	total := len(open) + len(closing) + max(len(items)-1, 0)
+	for _, d := range items {
+		total += len(d)
+	}
+	buf := alloc.Allocate(uint64(total))[:0]
+	buf = append(buf, open...)
+	for i, d := range items {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, d...)
+	}
+	return append(buf, closing...), nil
+}
+
+// item is encoding/json's encoding of obj as an element of the list's
+// items: without apiVersion and kind, which list items leave empty.
+func (jsonFormat) item(obj runtime.Object) ([]byte, error) {
+	obj.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
+	return json.Marshal(obj)
 }
 
 // emptyList encodes a shallow copy of list without its items through inner:
@@ -334,21 +416,12 @@ func (e *encoder) items(t reflect.Type, list runtime.Object) ([][]byte, error) {
 	return out, nil
 }
 
-// marshaler is what the versioned API types implement (gogo protobuf).
-type marshaler interface {
-	Marshal() ([]byte, error)
-}
-
 // encodeItem converts one internal item to the encoder's version and
-// marshals it, as the list's conversion and marshalling do for each item.
+// encodes it, as the list's conversion and encoding do for each item.
 func (e *encoder) encodeItem(obj runtime.Object) ([]byte, error) {
 	out, err := e.cache.cfg.Convertor.ConvertToVersion(obj, e.gv)
 	if err != nil {
 		return nil, err
 	}
-	m, ok := out.(marshaler)
-	if !ok {
-		return nil, fmt.Errorf("listcache: %T has no protobuf encoding", out)
-	}
-	return m.Marshal()
+	return e.format.item(out)
 }

@@ -56,12 +56,28 @@ func fuzzedPods(seed int64, n int) []api.Pod {
 
 type encoders struct{ upstream, cached runtime.Encoder }
 
-func protobufEncoders(c *listcache.Cache) encoders {
-	pb := protobuf.NewSerializer(legacyscheme.Scheme, legacyscheme.Scheme)
+func encodersFor(c *listcache.Cache, s runtime.Encoder) encoders {
 	return encoders{
-		upstream: legacyscheme.Codecs.EncoderForVersion(pb, corev1.SchemeGroupVersion),
-		cached:   c.NegotiatedSerializer(legacyscheme.Codecs).EncoderForVersion(pb, corev1.SchemeGroupVersion),
+		upstream: legacyscheme.Codecs.EncoderForVersion(s, corev1.SchemeGroupVersion),
+		cached:   c.NegotiatedSerializer(legacyscheme.Codecs).EncoderForVersion(s, corev1.SchemeGroupVersion),
 	}
+}
+
+func protobufEncoders(c *listcache.Cache) encoders {
+	return encodersFor(c, protobuf.NewSerializer(legacyscheme.Scheme, legacyscheme.Scheme))
+}
+
+func jsonSerializer(o json.SerializerOptions) runtime.Encoder {
+	return json.NewSerializerWithOptions(json.DefaultMetaFactory, legacyscheme.Scheme, legacyscheme.Scheme, o)
+}
+
+// cachedEncodings are the encodings whose lists the cache serves.
+var cachedEncodings = []struct {
+	name       string
+	serializer runtime.Encoder
+}{
+	{"protobuf", protobuf.NewSerializer(legacyscheme.Scheme, legacyscheme.Scheme)},
+	{"JSON", jsonSerializer(json.SerializerOptions{})},
 }
 
 // sameBytes encodes obj with both encoders (the cached one through its
@@ -82,9 +98,15 @@ func (e encoders) sameBytes(t *testing.T, what string, obj runtime.Object) {
 }
 
 func TestListBytesAreUpstreams(t *testing.T) {
+	for _, e := range cachedEncodings {
+		t.Run(e.name, func(t *testing.T) { testListBytesAreUpstreams(t, e.serializer) })
+	}
+}
+
+func testListBytesAreUpstreams(t *testing.T, serializer runtime.Encoder) {
 	clk := testingclock.NewFakeClock(time.Now())
 	c := newCache(t, clk, 64<<20)
-	enc := protobufEncoders(c)
+	enc := encodersFor(c, serializer)
 	for seed := int64(1); seed <= 20; seed++ {
 		list := &api.PodList{
 			ListMeta: metav1.ListMeta{ResourceVersion: "12345", Continue: "token", RemainingItemCount: ptrTo(int64(seed))},
@@ -116,8 +138,14 @@ func TestListBytesAreUpstreams(t *testing.T) {
 }
 
 func TestEmptyAndUncacheableItems(t *testing.T) {
+	for _, e := range cachedEncodings {
+		t.Run(e.name, func(t *testing.T) { testEmptyAndUncacheableItems(t, e.serializer) })
+	}
+}
+
+func testEmptyAndUncacheableItems(t *testing.T, serializer runtime.Encoder) {
 	c := newCache(t, testingclock.NewFakeClock(time.Now()), 64<<20)
-	enc := protobufEncoders(c)
+	enc := encodersFor(c, serializer)
 	enc.sameBytes(t, "empty list", &api.PodList{ListMeta: metav1.ListMeta{ResourceVersion: "7"}})
 	enc.sameBytes(t, "nil items", &api.PodList{})
 	pods := fuzzedPods(7, 3)
@@ -139,25 +167,31 @@ func TestOtherObjectsPassThrough(t *testing.T) {
 		t.Fatalf("cache holds %d entries, want none", n)
 	}
 
-	js := json.NewSerializerWithOptions(json.DefaultMetaFactory, legacyscheme.Scheme, legacyscheme.Scheme, json.SerializerOptions{})
-	upstream := legacyscheme.Codecs.EncoderForVersion(js, corev1.SchemeGroupVersion)
-	cached := c.NegotiatedSerializer(legacyscheme.Codecs).EncoderForVersion(js, corev1.SchemeGroupVersion)
-	if cached.Identifier() != upstream.Identifier() {
-		t.Fatalf("JSON encoder identifier %q, want upstream's %q", cached.Identifier(), upstream.Identifier())
-	}
-	list := &api.PodList{Items: pods}
-	var a, b bytes.Buffer
-	if err := upstream.Encode(list, &a); err != nil {
-		t.Fatal(err)
-	}
-	if err := cached.Encode(list, &b); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(a.Bytes(), b.Bytes()) {
-		t.Fatal("JSON list encoding differs from upstream's")
+	// YAML and pretty-printed JSON are upstream's alone.
+	for _, o := range []json.SerializerOptions{{Yaml: true}, {Pretty: true}} {
+		enc := encodersFor(c, jsonSerializer(o))
+		if enc.cached.Identifier() != enc.upstream.Identifier() {
+			t.Fatalf("%+v: encoder identifier %q, want upstream's %q", o, enc.cached.Identifier(), enc.upstream.Identifier())
+		}
+		enc.sameBytes(t, fmt.Sprintf("%+v list", o), &api.PodList{Items: pods})
 	}
 	if n, _ := c.Len(); n != 0 {
-		t.Fatalf("a JSON list filled the cache with %d entries", n)
+		t.Fatalf("YAML and pretty JSON lists filled the cache with %d entries", n)
+	}
+}
+
+// Both encodings of one pod are cached apart: a JSON LIST never gets an
+// item's protobuf bytes or the other way round.
+func TestEncodingsAreCachedApart(t *testing.T) {
+	c := newCache(t, testingclock.NewFakeClock(time.Now()), 64<<20)
+	list := &api.PodList{Items: fuzzedPods(9, 5)}
+	for round := 0; round < 2; round++ {
+		for _, e := range cachedEncodings {
+			encodersFor(c, e.serializer).sameBytes(t, fmt.Sprintf("%s, round %d", e.name, round), list)
+		}
+	}
+	if n, _ := c.Len(); n != 10 {
+		t.Fatalf("cache holds %d entries for 5 pods in 2 encodings, want 10", n)
 	}
 }
 
