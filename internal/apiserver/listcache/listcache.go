@@ -348,19 +348,21 @@ func splitEnvelope(b []byte) (before, raw, after []byte, err error) {
 // unchanged, encoding (and caching) the rest.
 func (e *encoder) items(t reflect.Type, list runtime.Object) ([][]byte, error) {
 	type item struct {
-		obj       runtime.Object
-		k         key
-		uid       types.UID
-		rv        string
-		cacheable bool
+		obj runtime.Object
+		k   key
+		uid types.UID
+		rv  string
 	}
-	var all []item
+	// An object without a UID or resourceVersion (never one from storage)
+	// cannot be told from another version of itself: it is encoded, not kept.
+	cacheable := func(it item) bool { return it.uid != "" && it.rv != "" }
+	encoding := e.inner.Identifier()
+	all := make([]item, 0, meta.LenList(list))
 	err := meta.EachListItem(list, func(obj runtime.Object) error {
 		it := item{obj: obj}
 		if a, err := meta.Accessor(obj); err == nil {
-			it.k = key{list: t, encoding: e.inner.Identifier(), namespace: a.GetNamespace(), name: a.GetName()}
+			it.k = key{list: t, encoding: encoding, namespace: a.GetNamespace(), name: a.GetName()}
 			it.uid, it.rv = a.GetUID(), a.GetResourceVersion()
-			it.cacheable = it.rv != "" && it.uid != ""
 		}
 		all = append(all, it)
 		return nil
@@ -373,11 +375,7 @@ func (e *encoder) items(t reflect.Type, list runtime.Object) ([][]byte, error) {
 	var missing []int
 	e.cache.mu.Lock()
 	for i, it := range all {
-		if !it.cacheable {
-			missing = append(missing, i)
-			continue
-		}
-		if en, ok := e.cache.items[it.k]; ok && en.uid == it.uid && en.rv == it.rv {
+		if en, ok := e.cache.items[it.k]; ok && cacheable(it) && en.uid == it.uid && en.rv == it.rv {
 			en.used = now
 			out[i] = en.data
 			continue
@@ -399,19 +397,19 @@ func (e *encoder) items(t reflect.Type, list runtime.Object) ([][]byte, error) {
 	defer e.cache.mu.Unlock()
 	for _, i := range missing {
 		it := all[i]
-		if !it.cacheable {
+		if !cacheable(it) {
 			continue
 		}
-		old := e.cache.items[it.k]
-		grow := len(out[i])
-		if old != nil {
-			grow -= len(old.data)
+		// The object's older version, if cached, is stale either way.
+		if old, ok := e.cache.items[it.k]; ok {
+			delete(e.cache.items, it.k)
+			e.cache.bytes -= len(old.data)
 		}
-		if e.cache.bytes+grow > e.cache.cfg.MaxBytes {
+		if e.cache.bytes+len(out[i]) > e.cache.cfg.MaxBytes {
 			continue
 		}
 		e.cache.items[it.k] = &entry{uid: it.uid, rv: it.rv, data: out[i], used: now}
-		e.cache.bytes += grow
+		e.cache.bytes += len(out[i])
 	}
 	return out, nil
 }

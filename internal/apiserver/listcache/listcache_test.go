@@ -256,3 +256,28 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// A full cache still drops an object's stale version when a LIST meets the
+// new one, so that old versions never hold the budget.
+func TestFullCacheDropsStaleVersions(t *testing.T) {
+	pods := fuzzedPods(13, 5)
+	sizer := newCache(t, testingclock.NewFakeClock(time.Now()), 64<<20)
+	protobufEncoders(sizer).sameBytes(t, "sizing", &api.PodList{Items: pods})
+	_, budget := sizer.Len()
+
+	c := newCache(t, testingclock.NewFakeClock(time.Now()), budget)
+	enc := protobufEncoders(c)
+	enc.sameBytes(t, "first versions", &api.PodList{Items: pods})
+	if n, b := c.Len(); n != 5 || b != budget {
+		t.Fatalf("cache holds %d entries, %d bytes; want 5 filling the %d-byte budget", n, b, budget)
+	}
+	// Each new version is one byte longer (a longer resourceVersion): the
+	// first no longer fits once its old version is gone, the rest do.
+	for i := range pods {
+		pods[i].ResourceVersion = fmt.Sprint(1000 + i)
+	}
+	enc.sameBytes(t, "new versions", &api.PodList{Items: pods})
+	if n, b := c.Len(); n != 4 || b > budget {
+		t.Fatalf("cache holds %d entries, %d bytes (budget %d); want the 4 new versions that fit and no old one", n, b, budget)
+	}
+}
