@@ -109,6 +109,13 @@ func Run(t *testing.T, open func(t *testing.T) (*kubernetes.Client, storage.Back
 	}
 }
 
+// plain is a case for an upstream test that needs only the store.
+func plain(name string, run func(context.Context, *testing.T, apistorage.Interface)) Case {
+	return Case{Name: name, Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
+		run(ctx, t, s)
+	}}
+}
+
 // Cases are the upstream storage tests every implementation passes.
 func Cases() []Case {
 	noKeyCheck := func(context.Context, *testing.T, string) {}
@@ -117,45 +124,21 @@ func Cases() []Case {
 		{Name: "Create", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
 			storagetesting.RunTestCreate(ctx, t, s, noKeyCheck)
 		}},
-		{Name: "CreateWithKeyExist", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestCreateWithKeyExist(ctx, t, s)
-		}},
-		{Name: "Get", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestGet(ctx, t, s)
-		}},
-		{Name: "UnconditionalDelete", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestUnconditionalDelete(ctx, t, s)
-		}},
-		{Name: "ConditionalDelete", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestConditionalDelete(ctx, t, s)
-		}},
-		{Name: "DeleteWithSuggestionAndConflict", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestDeleteWithSuggestionAndConflict(ctx, t, s)
-		}},
-		{Name: "DeleteWithSuggestionOfDeletedObject", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestDeleteWithSuggestionOfDeletedObject(ctx, t, s)
-		}},
-		{Name: "DeleteWithConflict", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestDeleteWithConflict(ctx, t, s)
-		}},
-		{Name: "PreconditionalDeleteWithSuggestion", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestPreconditionalDeleteWithSuggestion(ctx, t, s)
-		}},
-		{Name: "GuaranteedUpdateWithConflict", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestGuaranteedUpdateWithConflict(ctx, t, s)
-		}},
-		{Name: "GuaranteedUpdateWithSuggestionAndConflict", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestGuaranteedUpdateWithSuggestionAndConflict(ctx, t, s)
-		}},
-		{Name: "ListPaging", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestListPaging(ctx, t, s)
-		}},
+		plain("CreateWithKeyExist", storagetesting.RunTestCreateWithKeyExist),
+		plain("Get", storagetesting.RunTestGet),
+		plain("UnconditionalDelete", storagetesting.RunTestUnconditionalDelete),
+		plain("ConditionalDelete", storagetesting.RunTestConditionalDelete),
+		plain("DeleteWithSuggestionAndConflict", storagetesting.RunTestDeleteWithSuggestionAndConflict),
+		plain("DeleteWithSuggestionOfDeletedObject", storagetesting.RunTestDeleteWithSuggestionOfDeletedObject),
+		plain("DeleteWithConflict", storagetesting.RunTestDeleteWithConflict),
+		plain("PreconditionalDeleteWithSuggestion", storagetesting.RunTestPreconditionalDeleteWithSuggestion),
+		plain("GuaranteedUpdateWithConflict", storagetesting.RunTestGuaranteedUpdateWithConflict),
+		plain("GuaranteedUpdateWithSuggestionAndConflict", storagetesting.RunTestGuaranteedUpdateWithSuggestionAndConflict),
+		plain("ListPaging", storagetesting.RunTestListPaging),
 		{Name: "GetListNonRecursive", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, compact storagetesting.Compaction) {
 			storagetesting.RunTestGetListNonRecursive(ctx, t, compact, s)
 		}},
-		{Name: "GetListRecursivePrefix", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestGetListRecursivePrefix(ctx, t, s)
-		}},
+		plain("GetListRecursivePrefix", storagetesting.RunTestGetListRecursivePrefix),
 		{Name: "ListContinuation", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
 			storagetesting.RunTestListContinuation(ctx, t, s, noCallsCheck)
 		}},
@@ -168,48 +151,22 @@ func Cases() []Case {
 		{Name: "ListInconsistentContinuation", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, compact storagetesting.Compaction) {
 			storagetesting.RunTestListInconsistentContinuation(ctx, t, s, compact)
 		}},
-		{Name: "NamespaceScopedList", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestNamespaceScopedList(ctx, t, s)
-		}},
-		{Name: "Count", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestCount(ctx, t, s)
-		}},
-		{Name: "Watch", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestWatch(ctx, t, s)
-		}},
-		{Name: "ClusterScopedWatch", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestClusterScopedWatch(ctx, t, s)
-		}},
-		{Name: "NamespaceScopedWatch", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestNamespaceScopedWatch(ctx, t, s)
-		}},
-		{Name: "DeleteTriggerWatch", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestDeleteTriggerWatch(ctx, t, s)
-		}},
+		plain("NamespaceScopedList", storagetesting.RunTestNamespaceScopedList),
+		plain("Count", storagetesting.RunTestCount),
+		plain("Watch", storagetesting.RunTestWatch),
+		plain("ClusterScopedWatch", storagetesting.RunTestClusterScopedWatch),
+		plain("NamespaceScopedWatch", storagetesting.RunTestNamespaceScopedWatch),
+		plain("DeleteTriggerWatch", storagetesting.RunTestDeleteTriggerWatch),
 		{Name: "WatchFromZero", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, compact storagetesting.Compaction) {
 			storagetesting.RunTestWatchFromZero(ctx, t, s, compact)
 		}, Strict: true},
-		{Name: "WatchFromNonZero", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestWatchFromNonZero(ctx, t, s)
-		}},
-		{Name: "DelayedWatchDelivery", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestDelayedWatchDelivery(ctx, t, s)
-		}},
-		{Name: "WatchContextCancel", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestWatchContextCancel(ctx, t, s)
-		}},
-		{Name: "WatcherTimeout", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestWatcherTimeout(ctx, t, s)
-		}},
-		{Name: "WatchDeleteEventObjectHaveLatestRV", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestWatchDeleteEventObjectHaveLatestRV(ctx, t, s)
-		}},
-		{Name: "WatchInitializationSignal", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunTestWatchInitializationSignal(ctx, t, s)
-		}},
-		{Name: "WatchSemantics", Run: func(ctx context.Context, t *testing.T, s apistorage.Interface, _ storagetesting.Compaction) {
-			storagetesting.RunWatchSemantics(ctx, t, s)
-		}},
+		plain("WatchFromNonZero", storagetesting.RunTestWatchFromNonZero),
+		plain("DelayedWatchDelivery", storagetesting.RunTestDelayedWatchDelivery),
+		plain("WatchContextCancel", storagetesting.RunTestWatchContextCancel),
+		plain("WatcherTimeout", storagetesting.RunTestWatcherTimeout),
+		plain("WatchDeleteEventObjectHaveLatestRV", storagetesting.RunTestWatchDeleteEventObjectHaveLatestRV),
+		plain("WatchInitializationSignal", storagetesting.RunTestWatchInitializationSignal),
+		plain("WatchSemantics", storagetesting.RunWatchSemantics),
 	}
 	return cases
 }
