@@ -81,6 +81,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	// Like kine, make sure the store has a revision: etcd never reports
 	// revision 0, and the kube-apiserver rejects it.
 	if _, err := s.backend.Create(ctx, healthKey, []byte(`{"health":"true"}`), 0); err != nil && !errors.Is(err, storage.ErrKeyExists) {
+		if ctx.Err() != nil {
+			// Stopped before serving began: a clean stop, as after serving.
+			_ = lis.Close()
+			return nil
+		}
 		return fmt.Errorf("serve etcd API: create %s: %w", healthKey, err)
 	}
 	s.log.Info("serving etcd API", "address", lis.Addr().String())

@@ -280,3 +280,25 @@ func TestLeaseExpiry(t *testing.T) {
 		}
 	}
 }
+
+// A Serve whose context ends before it starts serving stops cleanly: no
+// error, and its listener is closed.
+func TestServeCancelledBeforeStart(t *testing.T) {
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "peapod.db"), nil, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	lis, err := net.Listen("unix", filepath.Join(t.TempDir(), "etcd.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := New(store, nil).Serve(ctx, lis); err != nil {
+		t.Fatalf("Serve after its context ended: %v, want a clean stop", err)
+	}
+	if _, err := lis.Accept(); err == nil {
+		t.Fatal("the listener still accepts after Serve returned")
+	}
+}
