@@ -1,6 +1,8 @@
 package apiserver
 
 import (
+	"sync"
+
 	restful "github.com/emicklei/go-restful/v3"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/kube-openapi/pkg/builder"
@@ -25,10 +27,19 @@ import (
 //
 // The caller sets Config.SkipOpenAPIInstallation so that PrepareRun does not
 // install the eager versions.
+//
+// The documents are built one at a time, as upstream's start-up builds them:
+// the builders share the definitions the configs return, and builder3 edits
+// their maps (it deletes each schema's embedded v2 schema), so two
+// documents built at once (kubectl fetches several group versions in
+// parallel) crashed the server with concurrent map writes.
 func installLazyOpenAPI(gs *genericapiserver.GenericAPIServer, v2 *common.Config, v3 *common.OpenAPIV3Config) error {
 	container, mux := gs.Handler.GoRestfulContainer, gs.Handler.NonGoRestfulMux
+	var building sync.Mutex
 	if v2 != nil {
 		v2spec := cached.Once(cached.Func(func() (*spec.Swagger, string, error) {
+			building.Lock()
+			defer building.Unlock()
 			s, err := builder.BuildOpenAPISpecFromRoutes(restfuladapter.AdaptWebServices(container.RegisteredWebServices()), v2)
 			if err != nil {
 				return nil, "", err
@@ -46,6 +57,8 @@ func installLazyOpenAPI(gs *genericapiserver.GenericAPIServer, v2 *common.Config
 		}
 		for gv, ws := range webServicesByGroupVersion(container) {
 			svc.UpdateGroupVersionLazy(gv, cached.Once(cached.Func(func() (*spec3.OpenAPI, string, error) {
+				building.Lock()
+				defer building.Unlock()
 				s, err := builder3.BuildOpenAPISpecFromRoutes(restfuladapter.AdaptWebServices([]*restful.WebService{ws}), v3)
 				if err != nil {
 					return nil, "", err
